@@ -1,0 +1,30 @@
+"""Test-wide environment: set before jax is imported anywhere.
+
+`uv run pytest` alone must behave as CI does, so everything the tests rely on is set
+here rather than in .ci/run: 8 simulated CPU devices for the sharding tests, CPU as the
+platform (accelerator numerics differ, e.g. TF32 matmuls), W&B off, quiet logs.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+    os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Keep each test process to its share of the cores when pytest-xdist runs several.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+# Exact float32 matmuls in reference comparisons, whatever the backend's default.
+jax.config.update("jax_default_matmul_precision", "highest")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded numpy generator, fresh per test."""
+    return np.random.default_rng(0)
