@@ -20,17 +20,18 @@ default_kernel_init = nnx.initializers.lecun_normal()
 
 
 class Linear(nnx.Module):
-    """``y = x @ W + b`` over the last axis of x, with W of shape ``[in, *out_shape]``.
+    """``y = x @ W + b`` contracting the trailing ``in_features`` axes of x.
 
-    A multi-dimensional ``out_features`` (e.g. ``(heads, head_dim)``) gives a kernel of
-    shape ``[in, heads, head_dim]`` so each output axis has its own logical name.
+    Multi-dimensional features give kernels whose every axis has its own logical name:
+    a query projection ``Linear(dim, (heads, head_dim))`` has kernel ``[dim, heads,
+    head_dim]``; an output projection ``Linear((heads, head_dim), dim)`` contracts both.
 
-    Shapes: ``x [..., in] -> [..., *out_features]``.
+    Shapes: ``x [..., *in_features] -> [..., *out_features]``.
     """
 
     def __init__(
         self,
-        in_features: int,
+        in_features: int | Sequence[int],
         out_features: int | Sequence[int],
         *,
         axes: Axes = (ax.EMBED, ax.MLP),
@@ -41,23 +42,33 @@ class Linear(nnx.Module):
         param_dtype: jnp.dtype = jnp.float32,
         rngs: nnx.Rngs,
     ):
-        out_shape = (out_features,) if isinstance(out_features, int) else tuple(out_features)
-        self.in_features = in_features
+        in_shape = _as_shape(in_features)
+        out_shape = _as_shape(out_features)
+        self.in_shape = in_shape
         self.out_shape = out_shape
         self.dtype = dtype
-        # Fan-in initialisers must see [in, prod(out)]: init flat, then reshape.
-        flat = kernel_init(rngs.params(), (in_features, math.prod(out_shape)), param_dtype)
-        self.kernel = ax.wrap(flat.reshape(in_features, *out_shape), axes)
-        self.bias = (ax.param(rngs, bias_init, out_shape, tuple(axes)[1:], param_dtype)
-                     if use_bias else None)
+        # Fan-in initialisers must see [prod(in), prod(out)]: init flat, then reshape.
+        flat = kernel_init(rngs.params(), (math.prod(in_shape), math.prod(out_shape)),
+                           param_dtype)
+        self.kernel = ax.wrap(flat.reshape(*in_shape, *out_shape), axes)
+        self.bias = (ax.param(rngs, bias_init, out_shape, tuple(axes)[len(in_shape):],
+                              param_dtype) if use_bias else None)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        n_in = len(self.in_shape)
+        if x.shape[x.ndim - n_in:] != self.in_shape:
+            raise ValueError(f"Linear expects trailing dims {self.in_shape}, got {x.shape}")
         dt = ax.compute_dtype(x, self.dtype)
         kernel = self.kernel[...].astype(dt)
-        y = jnp.tensordot(x.astype(dt), kernel, axes=((x.ndim - 1,), (0,)))
+        y = jnp.tensordot(x.astype(dt), kernel,
+                          axes=(tuple(range(x.ndim - n_in, x.ndim)), tuple(range(n_in))))
         if self.bias is not None:
             y = y + self.bias[...].astype(dt)
         return y
+
+
+def _as_shape(features: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(features),) if isinstance(features, int) else tuple(int(f) for f in features)
 
 
 class Embed(nnx.Module):
