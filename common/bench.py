@@ -1,0 +1,112 @@
+"""Timing helpers shared by ``scripts/bench_*.py``: compile vs step time, MFU, memory.
+
+Benchmarks print tables; tests never assert on time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+# Dense bf16 peak FLOP/s per device (vendor figures, no sparsity). MFU is reported
+# only for devices listed here.
+PEAK_FLOPS = {
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+    "L4": 121e12,
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v6 lite": 918e12,
+    "TPU v6e": 918e12,
+}
+
+
+def peak_flops(device: jax.Device | None = None) -> float | None:
+    """Peak bf16 FLOP/s of ``device`` (default: the first device), None if unknown."""
+    kind = (device or jax.devices()[0]).device_kind
+    for name, flops in PEAK_FLOPS.items():
+        if name.lower() in kind.lower():
+            return flops
+    return None
+
+
+def peak_memory_bytes(device: jax.Device | None = None) -> int | None:
+    """Peak bytes in use on an accelerator, or the process's max RSS on CPU."""
+    device = device or jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats:
+        return int(stats.get("peak_bytes_in_use", stats.get("bytes_in_use", 0)))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclasses.dataclass
+class Timing:
+    compile_s: float
+    step_s: float
+
+
+def time_jitted(fn: Callable[..., Any], *args: Any, iters: int = 10, warmup: int = 1) -> Timing:
+    """Compile time (first call) and median step time of an already-jitted ``fn``.
+
+    Results are blocked on, so asynchronous dispatch does not hide device time.
+    """
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    compile_s = time.perf_counter() - t0
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return Timing(compile_s=compile_s, step_s=times[len(times) // 2])
+
+
+def mfu(flops_per_step: float | None, step_s: float, n_devices: int = 1) -> float | None:
+    peak = peak_flops()
+    if flops_per_step is None or peak is None:
+        return None
+    return flops_per_step / step_s / (peak * n_devices)
+
+
+def compiled_flops(jitted: Any, *args: Any) -> float | None:
+    """FLOPs of one call as estimated by XLA's cost analysis (None if unavailable)."""
+    try:
+        cost = jitted.lower(*args).compile().cost_analysis()
+    except Exception:  # backends differ in what they report
+        return None
+    if isinstance(cost, list):
+        cost = cost[0] if cost else {}
+    flops = (cost or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+def print_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> None:
+    """Print rows (dicts with the same keys) as an aligned Markdown table."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    cells = [[fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    if title:
+        print(f"\n### {title}")
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + " |")
+
+
+def describe_backend() -> str:
+    d = jax.devices()[0]
+    return (f"{jax.device_count()} x {d.device_kind} ({d.platform}), jax {jax.__version__}")
