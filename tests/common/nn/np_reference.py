@@ -52,11 +52,3 @@ def attention(q, k, v, *, mask=None, bias=None, scale, softcap=None) -> np.ndarr
             out[bi, :, hi] = p @ v[bi, :, kv]
     return out
 
-
-def assert_close(ours, ref, tol: float, where=None):
-    """|ours - ref| <= tol * max|ref| elementwise (relative to the signal's scale)."""
-    ours = np.asarray(ours, np.float64)
-    ref = np.asarray(ref, np.float64)
-    if where is not None:
-        ours, ref = ours[where], ref[where]
-    np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol * np.abs(ref).max())

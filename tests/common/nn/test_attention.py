@@ -10,6 +10,7 @@ from common.nn.attention import Attention, KVCache, dot_product_attention, refer
 from common.nn.masks import make_attention_mask, positions_from_valid, valid_from_lengths
 from common.nn.positional import RoPEConfig, alibi_bias
 from tests.common.nn import np_reference as npr
+from tests.helpers import assert_close, assert_params_have_axes
 
 
 def _qkv(rng, b=2, t=5, s=6, h=4, kh=2, d=8):
@@ -37,7 +38,7 @@ def test_reference_kernel_matches_float64(rng, heads, softcap, with_bias):
                                bias=bias, scale=0.3, softcap=softcap)
     ref = npr.attention(q, k, v, mask=mask, bias=bias, scale=0.3, softcap=softcap)
     assert ours.shape == q.shape and ours.dtype == jnp.float32
-    npr.assert_close(ours, ref, 1e-5)
+    assert_close(ours, ref, 1e-5)
 
 
 @pytest.mark.parametrize("heads", [(4, 4), (4, 2), (4, 1)], ids=["mha", "gqa", "mqa"])
@@ -48,7 +49,7 @@ def test_fused_xla_path_equals_reference(rng, heads):
     ref = reference_attention(q, k, v, mask=mask, bias=bias, scale=0.25)
     fused = dot_product_attention(q, k, v, mask=mask, bias=bias, scale=0.25,
                                   implementation="xla")
-    npr.assert_close(fused, ref, 1e-5)
+    assert_close(fused, ref, 1e-5)
 
 
 def test_softcap_needs_reference_kernel(rng):
@@ -90,7 +91,7 @@ def test_self_attention_module_matches_float64(rng, kv_heads, qpas):
     mask[..., :, 0] |= ~np.asarray(valid)[:, None, :]  # padding rows: any finite value
     ref = _module_reference(attn, x, positions=np.asarray(pos), kv_positions=np.asarray(pos),
                             mask=mask, rope=rope, scale=(qpas or 8) ** -0.5)
-    npr.assert_close(out, ref, 1e-5, where=np.asarray(valid))
+    assert_close(out, ref, 1e-5, where=np.asarray(valid))
 
 
 def test_left_padding_does_not_change_valid_outputs(rng):
@@ -100,7 +101,7 @@ def test_left_padding_does_not_change_valid_outputs(rng):
     padded = jnp.concatenate([jnp.full((1, 3, 16), 7.0), x], axis=1)
     valid = valid_from_lengths(jnp.array([4]), 7)
     out = attn(padded, positions=positions_from_valid(valid), valid=valid)
-    npr.assert_close(out[:, 3:], alone, 1e-5)
+    assert_close(out[:, 3:], alone, 1e-5)
 
 
 def test_cross_attention_with_rope_and_precomputed_context(rng):
@@ -116,7 +117,7 @@ def test_cross_attention_with_rope_and_precomputed_context(rng):
     mask = np.broadcast_to(np.asarray(ctx_valid)[:, None, None, :], (2, 1, 3, 5))
     ref = _module_reference(attn, x, ctx, positions=q_pos, kv_positions=k_pos, mask=mask,
                             rope=rope, scale=4 ** -0.5)
-    npr.assert_close(out, ref, 1e-5)
+    assert_close(out, ref, 1e-5)
     cached = attn.init_cross_cache(jnp.asarray(ctx), ctx_valid, k_pos)
     out2 = attn(jnp.asarray(x), positions=q_pos, context=cached)
     np.testing.assert_allclose(out2, out, rtol=1e-6, atol=1e-6)
@@ -157,7 +158,7 @@ def test_kv_cache_prefill_and_decode_equal_full_pass(rng, kw):
         outs.append(o)
     decoded = jnp.concatenate(outs, axis=1)
     assert int(cache.end) == t
-    npr.assert_close(decoded, full, 1e-5, where=np.asarray(valid))
+    assert_close(decoded, full, 1e-5, where=np.asarray(valid))
 
 
 def test_kv_cache_default_positions_continue_and_overflow_is_refused(rng):
@@ -167,7 +168,7 @@ def test_kv_cache_default_positions_continue_and_overflow_is_refused(rng):
     cache = attn.init_cache(1, 5)
     a, cache = attn(x[:, :3], cache=cache)
     b, cache = attn(x[:, 3:], cache=cache)
-    npr.assert_close(jnp.concatenate([a, b], 1), full, 1e-5)
+    assert_close(jnp.concatenate([a, b], 1), full, 1e-5)
     with pytest.raises(ValueError, match="overflow"):
         attn(x[:, :1], cache=cache)
 
@@ -182,10 +183,7 @@ def test_cache_pytree_roundtrip():
 def test_params_have_logical_axes_and_grads_are_finite(rng):
     attn = Attention(16, 4, num_kv_heads=2, qk_norm=True, use_bias=True, causal=True,
                      rope=RoPEConfig(), rngs=nnx.Rngs(5))
-    params = nnx.state(attn, nnx.Param)
-    for path, var in nnx.to_flat_state(params):
-        names = ax.logical_axes(var)
-        assert names is not None and len(names) == var[...].ndim, path
+    assert_params_have_axes(attn)
     assert ax.logical_axes(attn.q_proj.kernel) == (ax.EMBED, ax.HEADS, ax.HEAD_DIM)
     assert ax.logical_axes(attn.k_proj.kernel) == (ax.EMBED, ax.KV_HEADS, ax.HEAD_DIM)
     assert ax.logical_axes(attn.o_proj.kernel) == (ax.HEADS, ax.HEAD_DIM, ax.EMBED)

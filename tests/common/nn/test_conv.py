@@ -29,25 +29,14 @@ from common.nn.conv import (
     conv_weight_from_torch,
     conv_weight_to_torch,
 )
+from tests.helpers import assert_close, assert_params_have_axes
 
 B, CIN, COUT = 2, 4, 8
 GROUPS = {"g1": 1, "g2": 2, "dw": CIN}
 
 
-def assert_close(actual, ref, rtol=1e-5):
-    actual, ref = np.asarray(actual, np.float64), np.asarray(ref, np.float64)
-    assert actual.shape == ref.shape, (actual.shape, ref.shape)
-    np.testing.assert_allclose(actual, ref, rtol=rtol, atol=rtol * np.max(np.abs(ref)))
 
 
-def assert_params_have_axes(model):
-    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    assert len(flat) > 0
-    for path, var in flat:
-        names = ax.logical_axes(var)
-        assert names is not None, path
-        assert len(names) == var[...].ndim, (path, names)
-        assert all(n is None or n in ax.ALL_AXES for n in names), (path, names)
 
 
 def eff(k, d):

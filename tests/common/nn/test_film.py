@@ -10,23 +10,13 @@ from flax import nnx
 
 from common.nn import axes as ax
 from common.nn.film import FiLM
+from tests.helpers import assert_close, assert_params_have_axes
 
 DIM, COND = 12, 5
 
 
-def assert_close(actual, ref, rtol=1e-5):
-    actual, ref = np.asarray(actual, np.float64), np.asarray(ref, np.float64)
-    assert actual.shape == ref.shape, (actual.shape, ref.shape)
-    np.testing.assert_allclose(actual, ref, rtol=rtol, atol=rtol * np.max(np.abs(ref)))
 
 
-def assert_params_have_axes(model):
-    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    assert len(flat) > 0
-    for path, var in flat:
-        names = ax.logical_axes(var)
-        assert names is not None and len(names) == var[...].ndim, (path, names)
-        assert all(n is None or n in ax.ALL_AXES for n in names), (path, names)
 
 
 def film_ref(model, x, cond):

@@ -9,7 +9,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from common.nn import axes as ax
 from common.nn.linear import Embed, Linear
 from common.nn.transformer import TransformerConfig, TransformerStack
-from tests.common.nn.np_reference import assert_close
+from tests.helpers import assert_close
 
 
 def test_linear_contracts_multiple_axes(rng):

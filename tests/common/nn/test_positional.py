@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from common.nn.positional import RoPEConfig, alibi_bias, alibi_slopes, apply_rope
-from tests.common.nn.np_reference import assert_close, rope_complex
+from tests.common.nn.np_reference import rope_complex
+from tests.helpers import assert_close
 
 
 @pytest.mark.parametrize("interleaved", [False, True])

@@ -11,7 +11,7 @@ from common.nn import axes as ax
 from common.nn.masks import positions_from_valid
 from common.nn.positional import RoPEConfig
 from common.nn.transformer import TransformerConfig, TransformerStack
-from tests.common.nn.np_reference import assert_close
+from tests.helpers import assert_close, assert_params_have_axes
 
 BASE = TransformerConfig(dim=32, num_layers=3, num_heads=4, num_kv_heads=2, mlp_dim=48,
                          causal=True, rope=RoPEConfig(base=1000.0))
@@ -48,6 +48,7 @@ def test_scan_equals_python_loop(rng, post_norm, norm):
 
 def test_layers_are_stacked_with_logical_axes():
     model = TransformerStack(BASE, rngs=nnx.Rngs(0))
+    assert_params_have_axes(model)
     for path, var in nnx.to_flat_state(nnx.state(model.layers, nnx.Param)):
         names = ax.logical_axes(var)
         assert names is not None and names[0] == ax.LAYERS, (path, names)
