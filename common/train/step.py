@@ -1,0 +1,173 @@
+"""The train state and a pure, jit-compiled train step shared by every model.
+
+A package supplies only ``loss_fn(model, batch, rng) -> (loss, metrics)``. The step
+merges the model from its state (``nnx.merge``), differentiates the loss w.r.t. the
+``nnx.Param``s, applies the optax update and returns the new state. It is compiled once
+with the state donated and explicit shardings, so the same function runs on one CPU, a
+GPU, or a pod slice.
+
+Non-finite guard: when the loss or any gradient is NaN/Inf the update is skipped
+(parameters, optimizer and model state keep their old values) and counted; the loop
+stops with a clear error after ``max_nonfinite`` such steps in a row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+LossFn = Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, Mapping[str, jax.Array]]]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainState:
+    """Everything a step reads and writes (a pytree; checkpointed whole).
+
+    params: the model's ``nnx.Param`` state; rest: its other variables (RNG stream
+    counters, running statistics); rng: the root key that ``fold_in(rng, step)`` turns
+    into each step's key; nonfinite_run / nonfinite_total: skipped-update counters.
+    """
+
+    step: jax.Array
+    params: Any
+    rest: Any
+    opt_state: Any
+    rng: jax.Array
+    nonfinite_run: jax.Array
+    nonfinite_total: jax.Array
+
+    @classmethod
+    def create(cls, model: nnx.Module, tx: optax.GradientTransformation,
+               rng: jax.Array) -> tuple[nnx.GraphDef, TrainState]:
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        # Distinct zeros: a donated state must not hold one buffer twice.
+        zero = lambda: jnp.zeros((), jnp.int32)
+        return graphdef, cls(step=zero(), params=params, rest=rest, opt_state=tx.init(params),
+                             rng=rng, nonfinite_run=zero(), nonfinite_total=zero())
+
+    def model_state(self) -> nnx.State:
+        """Parameters and other variables as one state (what ``load_model`` restores)."""
+        return nnx.merge_state(self.params, self.rest)
+
+    def train_items(self) -> dict[str, Any]:
+        return dict(step=self.step, opt_state=self.opt_state, rng=self.rng,
+                    nonfinite_run=self.nonfinite_run, nonfinite_total=self.nonfinite_total)
+
+    @classmethod
+    def from_items(cls, model_state: nnx.State, train: Mapping[str, Any]) -> TrainState:
+        params, rest = nnx.split_state(model_state, nnx.Param, ...)
+        return cls(params=params, rest=rest, **train)
+
+
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _split_micro(batch: Any, n: int) -> Any:
+    """``[B, ...] -> [n, B/n, ...]`` taking every n-th example, so each device's
+    contiguous shard of the batch contributes equally to every micro-batch (no
+    cross-device shuffle)."""
+    def split(x: jax.Array) -> jax.Array:
+        if x.shape[0] % n:
+            raise ValueError(f"batch of {x.shape[0]} is not divisible into {n} micro-batches")
+        return jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1)
+    return jax.tree.map(split, batch)
+
+
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    *,
+    grad_accum: int = 1,
+) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
+    """The pure step ``(state, batch) -> (state, metrics)``; jit it with ``jit_train_step``.
+
+    ``loss_fn`` gets the merged model, the (micro-)batch and a key derived from
+    ``fold_in(state.rng, step)``; it returns a scalar loss and a dict of scalar metrics.
+    With ``grad_accum > 1`` the batch is split into micro-batches whose gradients are
+    averaged in a ``lax.scan`` (equal to the full-batch gradient when the loss is a
+    mean over equally sized micro-batches). Metrics get ``loss``, ``grad_norm``,
+    ``update_norm`` and ``skipped`` (1.0 when the update was skipped).
+    """
+    if grad_accum < 1:
+        raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
+
+    def loss_of(params, rest, batch, key):
+        # copy=True: the model's variables must belong to this trace level, or nnx
+        # transforms inside the model (scan over layers) refuse the outer-level state.
+        model = nnx.merge(graphdef, params, rest, copy=True)
+        loss, metrics = loss_fn(model, batch, key)
+        return loss, (dict(metrics), nnx.state(model, nnx.Not(nnx.Param)))
+
+    grad_fn = jax.value_and_grad(loss_of, has_aux=True)
+
+    def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+        key = jax.random.fold_in(state.rng, state.step)
+        if grad_accum == 1:
+            (loss, (metrics, rest)), grads = grad_fn(state.params, state.rest, batch, key)
+        else:
+            def body(carry, xs):
+                acc, rest = carry
+                micro, i = xs
+                (l, (m, rest)), g = grad_fn(state.params, rest, micro, jax.random.fold_in(key, i))
+                return (jax.tree.map(jnp.add, acc, g), rest), (l, m)
+
+            zeros = jax.tree.map(jnp.zeros_like, state.params)
+            (grads, rest), (losses, ms) = jax.lax.scan(
+                body, (zeros, state.rest), (_split_micro(batch, grad_accum),
+                                            jnp.arange(grad_accum)))
+            grads = jax.tree.map(lambda g: g / grad_accum, grads)
+            loss = jnp.mean(losses)
+            metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), ms)
+
+        finite = jnp.isfinite(loss) & _all_finite(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+
+        def keep_if_finite(new, old):
+            return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+
+        new_state = TrainState(
+            step=state.step + 1,
+            params=keep_if_finite(params, state.params),
+            rest=keep_if_finite(rest, state.rest),
+            opt_state=keep_if_finite(opt_state, state.opt_state),
+            rng=state.rng,
+            nonfinite_run=jnp.where(finite, 0, state.nonfinite_run + 1),
+            nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
+        )
+        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+        metrics.update(loss=loss.astype(jnp.float32), grad_norm=optax.tree.norm(grads),
+                       update_norm=optax.tree.norm(updates),
+                       skipped=(~finite).astype(jnp.float32))
+        return new_state, metrics
+
+    return step
+
+
+def jit_train_step(step: Callable, state_shardings: Any, batch_sharding: Any) -> Callable:
+    """Compile ``step`` with explicit shardings and the state donated (updated in place)."""
+    return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
+                   out_shardings=(state_shardings, None), donate_argnums=(0,))
+
+
+def make_eval_step(graphdef: nnx.GraphDef, loss_fn: LossFn) -> Callable:
+    """``(state, batch, key) -> metrics`` without updates (model in eval mode)."""
+    def evaluate(state: TrainState, batch: Any, key: jax.Array) -> dict[str, jax.Array]:
+        model = nnx.merge(graphdef, state.params, state.rest, copy=True)
+        model.eval()
+        loss, metrics = loss_fn(model, batch, key)
+        out = {k: jnp.asarray(v, jnp.float32) for k, v in dict(metrics).items()}
+        out["loss"] = jnp.asarray(loss, jnp.float32)
+        return out
+    return evaluate
