@@ -119,8 +119,9 @@ def make_train_step(
             def body(carry, xs):
                 acc, rest = carry
                 micro, i = xs
-                (l, (m, rest)), g = grad_fn(state.params, rest, micro, jax.random.fold_in(key, i))
-                return (jax.tree.map(jnp.add, acc, g), rest), (l, m)
+                (loss_i, (m, rest)), g = grad_fn(state.params, rest, micro,
+                                                 jax.random.fold_in(key, i))
+                return (jax.tree.map(jnp.add, acc, g), rest), (loss_i, m)
 
             zeros = jax.tree.map(jnp.zeros_like, state.params)
             (grads, rest), (losses, ms) = jax.lax.scan(
