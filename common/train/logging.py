@@ -1,0 +1,453 @@
+"""Run logging: W&B (offline by default), a console progress bar, a profiler window.
+
+``RunLogger`` is the one object a training loop talks to. Only process 0 logs; on the
+other processes every method is a no-op, so call sites need no ``if`` of their own.
+Device arrays reach ``log_scalars`` only on log steps, and are pulled to host there.
+
+W&B media without pillow: ``wandb.Image`` needs PIL, which is not a dependency, so
+images (and rendered spectrograms) are logged as an HTML ``<img>`` holding a PNG we
+encode ourselves when PIL is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import html
+import logging
+import os
+import secrets
+import string
+import struct
+import sys
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from common.bench import peak_flops
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "LoggingConfig",
+    "RunLogger",
+    "apply_colormap",
+    "encode_png",
+    "render_spectrogram",
+    "resolve_wandb_mode",
+    "to_uint8_image",
+]
+
+WANDB_MODES = ("offline", "online", "disabled")
+# Aliases wandb itself accepts in WANDB_MODE.
+_MODE_ALIASES = {"dryrun": "offline", "run": "online", "shared": "online"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    """W&B mode; the WANDB_MODE environment variable, when set, wins."""
+    project: str = "trc"
+    entity: str | None = None
+    run_name: str | None = None
+    """Display name in W&B (default: the run directory's name)."""
+    log_every: int = 10
+    audio_every: int = 0
+    """Steps between audio/image logs; 0 = never."""
+    profile_steps: tuple[int, int] | None = None
+    """(start, stop) steps of a jax.profiler trace written to <run_dir>/profile."""
+    progress: bool = True
+    """Progress bar on a TTY; otherwise one console line per log step."""
+
+    def __post_init__(self):
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.audio_every < 0:
+            raise ValueError(f"audio_every must be >= 0, got {self.audio_every}")
+        if self.profile_steps is not None:
+            start, stop = self.profile_steps
+            if not 0 <= start < stop:
+                raise ValueError(f"profile_steps must be (start, stop) with 0 <= start < stop, "
+                                 f"got {self.profile_steps}")
+
+
+def resolve_wandb_mode(cfg: LoggingConfig) -> str:
+    """The W&B mode to use: ``$WANDB_MODE`` if set, else ``cfg.wandb_mode``."""
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if not env:
+        return cfg.wandb_mode
+    mode = _MODE_ALIASES.get(env, env)
+    if mode not in WANDB_MODES:
+        raise ValueError(f"WANDB_MODE={env!r} is not one of {WANDB_MODES}")
+    return mode
+
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+class RunLogger:
+    """Scalars, media, progress and profiling for one run. Use as a context manager.
+
+    ``flops_per_step`` counts one whole step over all devices; MFU divides by the peak
+    of ``jax.device_count()`` devices (only for devices ``common.bench`` knows).
+    Throughput is measured between consecutive ``log_scalars`` calls with ``clock``.
+    """
+
+    def __init__(
+        self,
+        cfg: LoggingConfig,
+        run_dir: str | os.PathLike,
+        config_dict: dict,
+        total_steps: int,
+        *,
+        start_step: int = 0,
+        flops_per_step: float | None = None,
+        samples_per_step: int | None = None,
+        tokens_per_step: int | None = None,
+        resume_id: str | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.total_steps = total_steps
+        self.flops_per_step = flops_per_step
+        self.samples_per_step = samples_per_step
+        self.tokens_per_step = tokens_per_step
+        self.active = jax.process_index() == 0
+        self.mode = resolve_wandb_mode(cfg)
+        self.run_id: str | None = None
+        self.latest: dict[str, float] = {}
+        self._clock = clock
+        self._last_step, self._last_time = start_step, clock()
+        self._run: Any = None
+        self._bar: Any = None
+        self._postfix: dict[str, str] = {}
+        self._redirect: Any = None
+        self._tracing = False
+        self._trace_done = False
+        self._closed = False
+        self._peak = None
+        if not self.active:
+            return
+        _ensure_console_handler()
+        if flops_per_step is not None:
+            peak = peak_flops()
+            self._peak = peak * jax.device_count() if peak else None
+        if self.mode != "disabled":
+            self._run = self._init_wandb(config_dict, resume_id)
+        if cfg.progress and _stderr_is_tty():
+            self._redirect = logging_redirect_tqdm(loggers=[logging.root, log])
+            self._redirect.__enter__()
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step",
+                             dynamic_ncols=True, mininterval=0.5)
+
+    def _init_wandb(self, config_dict: dict, resume_id: str | None) -> Any:
+        import wandb  # ~1 s import; only paid when W&B is on
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        id_file = self.run_dir / "wandb_id.txt"
+        stored = id_file.read_text().strip() if id_file.exists() else None
+        run_id = resume_id or stored or _new_run_id()
+        id_file.write_text(run_id + "\n")
+        run = wandb.init(
+            mode=self.mode,
+            dir=str(self.run_dir),  # wandb adds the "wandb" folder itself
+            project=self.cfg.project,
+            entity=self.cfg.entity,
+            name=self.cfg.run_name or self.run_dir.name,
+            id=run_id,
+            resume="allow",
+            config=config_dict,
+            allow_val_change=True,  # a resumed run may change e.g. total steps
+        )
+        self.run_id = run.id
+        log.info("W&B %s run %s in %s", self.mode, run.id, self.run_dir / "wandb")
+        return run
+
+    # --------------------------------------------------------------- scheduling
+
+    def should_log(self, step: int) -> bool:
+        return step % self.cfg.log_every == 0
+
+    def should_log_media(self, step: int) -> bool:
+        return self.cfg.audio_every > 0 and step % self.cfg.audio_every == 0
+
+    # ------------------------------------------------------------------ scalars
+
+    def log_scalars(self, step: int, metrics: Mapping[str, float | jax.Array]) -> dict[str, float]:
+        """Pull ``metrics`` to host, add throughput, log them; returns the logged row."""
+        if not self.active:
+            return {}
+        row = _to_host(metrics)
+        now = self._clock()
+        dt, dsteps = now - self._last_time, step - self._last_step
+        if dt > 0 and dsteps > 0:
+            sps = dsteps / dt
+            row["perf/steps_per_s"] = sps
+            if self.samples_per_step:
+                row["perf/samples_per_s"] = sps * self.samples_per_step
+            if self.tokens_per_step:
+                row["perf/tokens_per_s"] = sps * self.tokens_per_step
+            if self.flops_per_step is not None and self._peak:
+                row["perf/mfu"] = self.flops_per_step * sps / self._peak
+        self._last_step, self._last_time = step, now
+        self.latest = row
+        if self._run is not None:
+            self._run.log(row, step=step)
+        losses = {k: v for k, v in row.items() if k == "loss" or k.endswith("/loss")}
+        sps = row.get("perf/steps_per_s")
+        if self._bar is not None:
+            self.advance(step)
+            # Kept across calls, so an eval row does not wipe the training loss.
+            self._postfix.update({k: f"{v:.4g}" for k, v in losses.items()})
+            if sps is not None:
+                self._postfix["steps/s"] = f"{sps:.3g}"
+            self._bar.set_postfix(self._postfix, refresh=False)
+        else:
+            parts = [f"step {step}/{self.total_steps}"]
+            parts += [f"{k} {v:.4g}" for k, v in losses.items()]
+            if sps is not None:
+                parts.append(f"{sps:.3g} steps/s")
+                if step < self.total_steps:
+                    parts.append(f"eta {_fmt_duration((self.total_steps - step) / sps)}")
+            log.info(" | ".join(parts))
+        return row
+
+    def advance(self, step: int) -> None:
+        """Move the progress bar to ``step`` (cheap: call it every step)."""
+        if self._bar is not None and step > self._bar.n:
+            self._bar.update(step - self._bar.n)
+
+    # -------------------------------------------------------------------- media
+
+    def log_audio(self, step: int, name: str, wav: np.ndarray, sample_rate: int,
+                  caption: str | None = None) -> None:
+        """A mono waveform ``[N]`` or ``[N, 1]``, float in [-1, 1] (clipped)."""
+        if self._run is None:
+            return
+        import wandb
+
+        wav = np.asarray(wav, np.float32)
+        if wav.ndim == 2 and wav.shape[1] == 1:
+            wav = wav[:, 0]
+        if wav.ndim != 1:
+            raise ValueError(f"log_audio({name!r}): expected [N] or [N, 1], got {wav.shape}")
+        wav = np.clip(np.nan_to_num(wav), -1.0, 1.0)
+        self._run.log({name: wandb.Audio(wav, sample_rate=sample_rate, caption=caption)},
+                      step=step)
+
+    def log_image(self, step: int, name: str, image: np.ndarray,
+                  caption: str | None = None) -> None:
+        """``HxW`` or ``HxWx3``; floats are min-max normalised, uint8 is kept."""
+        if self._run is None:
+            return
+        self._run.log({name: _image_media(to_uint8_image(image), caption)}, step=step)
+
+    def log_spectrogram(self, step: int, name: str, spec: np.ndarray,
+                        caption: str | None = None) -> None:
+        """``[frames, bins]`` (e.g. a log-mel) as a colour image, low bins at the bottom."""
+        if self._run is None:
+            return
+        self.log_image(step, name, render_spectrogram(spec), caption)
+
+    def log_text(self, step: int, name: str, text: str) -> None:
+        if self._run is None:
+            return
+        import wandb
+
+        self._run.log({name: wandb.Html(f"<pre>{html.escape(text)}</pre>")}, step=step)
+
+    def log_summary(self, summary: Mapping[str, Any]) -> None:
+        """Final figures: W&B run summary and one console line."""
+        if not self.active:
+            return
+        values = {k: _maybe_host(v) for k, v in summary.items()}
+        if self._run is not None:
+            self._run.summary.update(values)
+        log.info("summary: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()))
+
+    # ---------------------------------------------------------------- profiling
+
+    def maybe_profile(self, step: int) -> None:
+        """Start the trace at ``profile_steps[0]``, stop it at ``profile_steps[1]``.
+
+        Steps are dispatched asynchronously: the trace holds the work dispatched
+        between the call at ``start`` and the call at ``stop`` (or ``close``).
+        """
+        if not self.active or self.cfg.profile_steps is None:
+            return
+        start, stop = self.cfg.profile_steps
+        if not self._tracing and not self._trace_done and start <= step < stop:
+            trace_dir = self.run_dir / "profile"
+            trace_dir.mkdir(parents=True, exist_ok=True)
+            jax.profiler.start_trace(str(trace_dir))
+            self._tracing = True
+            log.info("profiler: tracing steps %d-%d to %s", step, stop, trace_dir)
+        elif self._tracing and step >= stop:
+            self._stop_trace()
+
+    def _stop_trace(self) -> None:
+        jax.profiler.stop_trace()
+        self._tracing, self._trace_done = False, True
+        log.info("profiler: trace written to %s", self.run_dir / "profile")
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self, exit_code: int = 0) -> None:
+        """Stop tracing, close the bar, finish W&B. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tracing:
+            self._stop_trace()
+        if self._bar is not None:
+            self._bar.close()
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+        if self._run is not None:
+            self._run.finish(exit_code=exit_code)
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(exit_code=0 if exc_type is None else 1)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _ensure_console_handler() -> None:
+    """Console lines must show even when the entry point configured no logging."""
+    if not logging.root.handlers and not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
+
+
+def _new_run_id() -> str:
+    # What wandb generates (its generator is not public API): 8 lowercase alphanumerics.
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def _to_host(metrics: Mapping[str, Any]) -> dict[str, float]:
+    # One device_get for all of them; a multi-host array is read from a local shard
+    # (metrics are replicated scalars).
+    local = {
+        k: v.addressable_data(0) if isinstance(v, jax.Array) and not v.is_fully_addressable
+        else v
+        for k, v in metrics.items()
+    }
+    out = {}
+    for k, v in jax.device_get(local).items():
+        a = np.asarray(v)
+        if a.size != 1:
+            raise ValueError(f"metric {k!r} must be a scalar, got shape {a.shape}")
+        out[k] = float(a.reshape(()))
+    return out
+
+
+def _maybe_host(v: Any) -> Any:
+    if isinstance(v, jax.Array | np.ndarray | np.generic) and np.size(v) == 1:
+        return float(np.asarray(jax.device_get(v)).reshape(()))
+    return v
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+# ------------------------------------------------------------------------ images
+
+# Viridis at 0, 1/8, ..., 1 (matplotlib's values); linear interpolation in between.
+_VIRIDIS = np.array([
+    [68, 1, 84], [71, 45, 123], [59, 82, 139], [44, 114, 142], [33, 145, 140],
+    [40, 174, 128], [94, 201, 98], [173, 220, 48], [253, 231, 37],
+], np.float64)
+
+
+def apply_colormap(x: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (clipped; NaN -> 0) to viridis-like uint8 RGB, shape ``[..., 3]``."""
+    x = np.clip(np.nan_to_num(np.asarray(x, np.float64), nan=0.0), 0.0, 1.0)
+    grid = np.linspace(0.0, 1.0, len(_VIRIDIS))
+    rgb = np.stack([np.interp(x, grid, _VIRIDIS[:, c]) for c in range(3)], axis=-1)
+    return np.round(rgb).astype(np.uint8)
+
+
+def render_spectrogram(spec: np.ndarray, vmin: float | None = None,
+                       vmax: float | None = None) -> np.ndarray:
+    """``[frames, bins]`` -> uint8 ``[bins, frames, 3]``: time left to right, bin 0 at the
+    bottom, colour scaled from ``vmin`` to ``vmax`` (default: the finite min and max)."""
+    spec = np.asarray(spec, np.float64)
+    if spec.ndim != 2:
+        raise ValueError(f"spectrogram must be [frames, bins], got shape {spec.shape}")
+    finite = spec[np.isfinite(spec)]
+    lo = vmin if vmin is not None else (finite.min() if finite.size else 0.0)
+    hi = vmax if vmax is not None else (finite.max() if finite.size else 1.0)
+    scaled = (spec - lo) / (hi - lo) if hi > lo else np.zeros_like(spec)
+    return apply_colormap(scaled.T[::-1])
+
+
+def to_uint8_image(image: np.ndarray) -> np.ndarray:
+    """``HxW`` / ``HxWx1`` / ``HxWx3`` to uint8; floats are min-max normalised."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] == 3)):
+        raise ValueError(f"image must be HxW or HxWx3, got shape {img.shape}")
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.bool_:
+        return img.astype(np.uint8) * 255
+    img = img.astype(np.float64)
+    finite = img[np.isfinite(img)]
+    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+    scaled = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    return np.round(np.clip(np.nan_to_num(scaled), 0, 1) * 255).astype(np.uint8)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Minimal PNG encoder for uint8 ``HxW`` (grey) or ``HxWx3`` (RGB) images."""
+    img = np.ascontiguousarray(image, np.uint8)
+    h, w = img.shape[:2]
+    colour = 2 if img.ndim == 3 else 0
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), img.reshape(h, -1)], axis=1)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(
+            ">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
+def _image_media(img: np.ndarray, caption: str | None) -> Any:
+    import wandb
+
+    with contextlib.suppress(ImportError):
+        import PIL.Image  # noqa: F401
+
+        return wandb.Image(img, caption=caption)
+    png = base64.b64encode(encode_png(img)).decode()
+    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return wandb.Html(f'<figure><img src="data:image/png;base64,{png}"/>{cap}</figure>')
