@@ -79,16 +79,20 @@ def mfu(flops_per_step: float | None, step_s: float, n_devices: int = 1) -> floa
     return flops_per_step / step_s / (peak * n_devices)
 
 
-def compiled_flops(jitted: Any, *args: Any) -> float | None:
-    """FLOPs of one call as estimated by XLA's cost analysis (None if unavailable)."""
+def compile_stats(jitted: Any, *args: Any) -> tuple[float, float | None]:
+    """``(compile_s, flops)``: time to lower and compile ``jitted`` for ``args``, and the
+    FLOPs of one call from XLA's cost analysis (None where the backend reports none)."""
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s = time.perf_counter() - t0
     try:
-        cost = jitted.lower(*args).compile().cost_analysis()
+        cost = compiled.cost_analysis()
     except Exception:  # backends differ in what they report
-        return None
+        return compile_s, None
     if isinstance(cost, list):
         cost = cost[0] if cost else {}
     flops = (cost or {}).get("flops")
-    return float(flops) if flops and flops > 0 else None
+    return compile_s, (float(flops) if flops and flops > 0 else None)
 
 
 def print_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> None:

@@ -1,10 +1,10 @@
-"""Benchmark the shared layers: attention kernels, a transformer stack's train step, DSP.
+"""Benchmark the shared layers: attention kernels and DSP (train steps: bench_train_step.py).
 
     uv run python scripts/bench_layers.py                 # CPU-sized shapes
     uv run python scripts/bench_layers.py --size large    # accelerator-sized shapes
 
 Prints Markdown tables (step time, compile time, throughput, MFU on known
-accelerators, peak memory). Figures go to BENCHMARKS.md with the device and date.
+accelerators). Figures go to BENCHMARKS.md with the device and date.
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import argparse
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from common import bench
 from common.audio import mel_spectrogram, stft
 from common.nn.attention import dot_product_attention
-from common.nn.transformer import TransformerConfig, TransformerStack
 
 SIZES = {
-    # batch, seq, heads, kv_heads, head_dim, layers, dim, audio seconds
-    "small": dict(b=4, t=256, h=8, kh=2, d=64, layers=4, dim=256, secs=4.0),
-    "large": dict(b=16, t=2048, h=16, kh=4, d=128, layers=12, dim=1024, secs=30.0),
+    # batch, seq, heads, kv_heads, head_dim, audio seconds
+    "small": dict(b=4, t=256, h=8, kh=2, d=64, secs=4.0),
+    "large": dict(b=16, t=2048, h=16, kh=4, d=128, secs=30.0),
 }
 
 
@@ -52,28 +50,6 @@ def bench_attention(s: dict, dtype: jnp.dtype) -> list[dict]:
     return rows
 
 
-def bench_transformer(s: dict, dtype: str | None, remat: str) -> dict:
-    cfg = TransformerConfig(dim=s["dim"], num_layers=s["layers"], num_heads=s["h"],
-                            num_kv_heads=s["kh"], causal=True, dtype=dtype, remat=remat)
-    model = TransformerStack(cfg, rngs=nnx.Rngs(0))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    x = jax.random.normal(jax.random.key(1), (s["b"], s["t"], s["dim"]))
-
-    @jax.jit
-    def step(params, rest, x):
-        def loss(p):
-            model = nnx.merge(graphdef, p, rest, copy=True)
-            return jnp.mean(model(x).astype(jnp.float32) ** 2)
-        return jax.value_and_grad(loss)(params)
-
-    t = bench.time_jitted(step, params, rest, x, iters=5)
-    flops = bench.compiled_flops(step, params, rest, x)
-    return dict(model=f"transformer L{s['layers']} d{s['dim']}", dtype=dtype or "float32",
-                remat=remat, compile_s=t.compile_s, step_ms=t.step_s * 1e3,
-                tokens_per_s=s["b"] * s["t"] / t.step_s, mfu=bench.mfu(flops, t.step_s),
-                peak_mem_mb=(bench.peak_memory_bytes() or 0) / 2**20)
-
-
 def bench_dsp(s: dict) -> list[dict]:
     sr = 24_000
     x = jax.random.normal(jax.random.key(2), (s["b"], int(s["secs"] * sr)))
@@ -98,10 +74,6 @@ def main() -> None:
     print(f"backend: {bench.describe_backend()}; size={args.size} {s}")
     attn_dtype = jnp.bfloat16 if jax.default_backend() != "cpu" else jnp.float32
     bench.print_table(bench_attention(s, attn_dtype), "attention kernels (causal, GQA)")
-    rows = [bench_transformer(s, None, "none")]
-    if jax.default_backend() != "cpu":
-        rows += [bench_transformer(s, "bfloat16", r) for r in ("none", "dots")]
-    bench.print_table(rows, "transformer stack train step (fwd + bwd)")
     bench.print_table(bench_dsp(s), "DSP (24 kHz)")
 
 

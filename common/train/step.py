@@ -83,6 +83,38 @@ def _split_micro(batch: Any, n: int) -> Any:
     return jax.tree.map(split, batch)
 
 
+def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, rest: Any,
+                    tx: optax.GradientTransformation, *, enabled: jax.Array | bool = True
+                    ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer update with the non-finite guard; shared by every kind of step.
+
+    The update (parameters, optimizer state and the model's other variables ``rest``)
+    is kept only if the loss and all gradients are finite and ``enabled`` (a GAN's
+    discriminator before its start step). The step counter always advances.
+    Returns the new state and ``grad_norm``, ``update_norm``, ``skipped`` metrics.
+    """
+    finite = jnp.isfinite(loss) & _all_finite(grads)
+    keep = finite & jnp.asarray(enabled)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    def select(new, old):
+        return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
+
+    new_state = TrainState(
+        step=state.step + 1,
+        params=select(params, state.params),
+        rest=select(rest, state.rest),
+        opt_state=select(opt_state, state.opt_state),
+        rng=state.rng,
+        nonfinite_run=jnp.where(finite, 0, state.nonfinite_run + 1),
+        nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
+    )
+    metrics = dict(grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
+                   skipped=(~finite).astype(jnp.float32))
+    return new_state, metrics
+
+
 def make_train_step(
     graphdef: nnx.GraphDef,
     loss_fn: LossFn,
@@ -131,26 +163,9 @@ def make_train_step(
             loss = jnp.mean(losses)
             metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), ms)
 
-        finite = jnp.isfinite(loss) & _all_finite(grads)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-
-        def keep_if_finite(new, old):
-            return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-
-        new_state = TrainState(
-            step=state.step + 1,
-            params=keep_if_finite(params, state.params),
-            rest=keep_if_finite(rest, state.rest),
-            opt_state=keep_if_finite(opt_state, state.opt_state),
-            rng=state.rng,
-            nonfinite_run=jnp.where(finite, 0, state.nonfinite_run + 1),
-            nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
-        )
+        new_state, update_metrics = apply_gradients(state, grads, loss, rest, tx)
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-        metrics.update(loss=loss.astype(jnp.float32), grad_norm=optax.tree.norm(grads),
-                       update_norm=optax.tree.norm(updates),
-                       skipped=(~finite).astype(jnp.float32))
+        metrics.update(loss=loss.astype(jnp.float32), **update_metrics)
         return new_state, metrics
 
     return step

@@ -57,7 +57,7 @@ def test_sharded_step_equals_one_device(one_device_run, shape):
 
 
 def test_parameters_are_sharded_as_the_rules_say():
-    mesh, _, state, _ = _setup(MeshConfig(2, 2, 2))
+    _, _, state, _ = _setup(MeshConfig(2, 2, 2))
     q = state.params["body"]["layers"]["attn"]["q_proj"]["kernel"][...]
     # [layers, embed, heads, head_dim] -> (None, fsdp, tensor, None)
     assert q.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor", None)

@@ -1,0 +1,199 @@
+"""Adversarial training as reusable pieces: a generator and a discriminator with their
+own optimizers, updated alternately inside one jitted step.
+
+The model supplies two functions:
+
+* ``gen_fn(generator, batch, key) -> (fake, real, rec_loss, rec_metrics)``: the
+  generator's forward pass and its non-adversarial (reconstruction) loss;
+* ``disc_fn(discriminator, x) -> (logits, features)``: lists over sub-discriminators
+  (MPD periods, MSD scales, STFT resolutions) of logits and of feature-map lists.
+
+Per step: (1) the generator's loss ``rec + w * (adv + feature_weight * fm)`` against the
+current discriminator, with one forward pass and, for the VQGAN-style adaptive weight,
+two backward passes (``w = adv_weight * ||grad_last rec|| / ||grad_last adv||``);
+(2) the discriminator's update on the same (stop-gradient) fake, plus an optional R1
+penalty on real data. Instance noise, annealed to zero, is added to both of the
+discriminator's inputs. Until the discriminator starts (a step, or the reconstruction
+loss falling below a threshold; once started it stays on) the adversarial weight is 0
+and the discriminator's state is left untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from common.losses.adversarial import (
+    feature_matching_loss,
+    hinge_d_loss,
+    hinge_g_loss,
+    lsgan_d_loss,
+    lsgan_g_loss,
+)
+from common.losses.r1 import r1_penalty
+from common.train.step import TrainState, apply_gradients
+
+GenFn = Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, jax.Array, jax.Array, dict]]
+DiscFn = Callable[[nnx.Module, jax.Array], tuple[list[jax.Array], list[list[jax.Array]]]]
+
+_LOSSES = {"hinge": (hinge_g_loss, hinge_d_loss), "lsgan": (lsgan_g_loss, lsgan_d_loss)}
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig:
+    """Adversarial-training settings.
+
+    Attributes:
+      loss: "lsgan" (HiFi-GAN / DAC) or "hinge".
+      adv_weight: weight of the generator's adversarial loss.
+      feature_weight: weight of discriminator feature matching (inside the adversarial
+        term, so the adaptive weight scales both).
+      disc_start_step: no adversarial training before this step.
+      disc_start_loss: additionally wait until the reconstruction loss is below this.
+      adaptive_weight: VQGAN's ``||grad rec|| / (||grad adv|| + 1e-4)`` on the
+        parameters matching ``last_layer`` (a regex on "/"-joined paths; "" = all),
+        clipped to ``[0, adaptive_max]``.
+      r1_weight: gamma of the R1 penalty (``gamma / 2 * E||grad_x D(x)||^2`` on reals).
+      instance_noise: std of Gaussian noise added to the discriminator's inputs,
+        annealed linearly to 0 over ``instance_noise_steps`` (0: constant).
+    """
+
+    loss: Literal["lsgan", "hinge"] = "lsgan"
+    adv_weight: float = 1.0
+    feature_weight: float = 2.0
+    disc_start_step: int = 0
+    disc_start_loss: float | None = None
+    adaptive_weight: bool = False
+    last_layer: str = ""
+    adaptive_max: float = 1e4
+    r1_weight: float = 0.0
+    instance_noise: float = 0.0
+    instance_noise_steps: int = 0
+
+    def __post_init__(self):
+        if self.loss not in _LOSSES:
+            raise ValueError(f"gan.loss must be one of {sorted(_LOSSES)}, got {self.loss!r}")
+        for name in ("adv_weight", "feature_weight", "disc_start_step", "r1_weight",
+                     "instance_noise", "instance_noise_steps", "adaptive_max"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"gan.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class GANState:
+    gen: TrainState
+    disc: TrainState
+    started: jax.Array  # bool []: the discriminator has started (latched)
+
+
+def _norm_of(tree: Any, pattern: str) -> jax.Array:
+    if not pattern:
+        return optax.tree.norm(tree)
+    rx = re.compile(pattern)
+    leaves = [x for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+              if rx.search("/".join(str(getattr(k, "key", getattr(k, "name", k)))
+                                    for k in path))]
+    if not leaves:
+        raise ValueError(f"gan.last_layer={pattern!r} matches no generator parameter")
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in leaves))
+
+
+def make_gan_step(
+    gen_graphdef: nnx.GraphDef,
+    disc_graphdef: nnx.GraphDef,
+    gen_fn: GenFn,
+    disc_fn: DiscFn,
+    gen_tx: optax.GradientTransformation,
+    disc_tx: optax.GradientTransformation,
+    cfg: GANConfig = GANConfig(),
+) -> Callable[[GANState, Any], tuple[GANState, dict[str, jax.Array]]]:
+    """The pure GAN step ``(state, batch) -> (state, metrics)`` (see module doc)."""
+    g_adv_loss, d_adv_loss = _LOSSES[cfg.loss]
+
+    def merge(graphdef, ts: TrainState, params=None, rest=None) -> nnx.Module:
+        return nnx.merge(graphdef, ts.params if params is None else params,
+                         ts.rest if rest is None else rest, copy=True)
+
+    def step(state: GANState, batch: Any) -> tuple[GANState, dict[str, jax.Array]]:
+        t = state.gen.step
+        key = jax.random.fold_in(state.gen.rng, t)
+        k_gen, k_real, k_fake = jax.random.split(key, 3)
+        if cfg.instance_noise_steps:
+            noise_std = cfg.instance_noise * jnp.maximum(0.0, 1.0 - t / cfg.instance_noise_steps)
+        else:
+            noise_std = jnp.float32(cfg.instance_noise)
+        noisy = lambda k, x: x + noise_std * jax.random.normal(k, x.shape, x.dtype)
+
+        # -- generator --------------------------------------------------------------------
+        disc = merge(disc_graphdef, state.disc)
+
+        def gen_losses(params):
+            gen = merge(gen_graphdef, state.gen, params)
+            fake, real, rec, rec_metrics = gen_fn(gen, batch, k_gen)
+            logits_f, feats_f = disc_fn(disc, noisy(k_fake, fake))
+            _, feats_r = disc_fn(disc, noisy(k_real, real))
+            adv, adv_m = g_adv_loss(logits_f)
+            fm, fm_m = feature_matching_loss(feats_r, feats_f)
+            per_disc = {**{f"adv/{k}": v for k, v in adv_m.items() if k != "loss"},
+                        **{f"fm/{k}": v for k, v in fm_m.items() if k != "loss"}}
+            aux = (fake, real, {**rec_metrics, **per_disc}, adv, fm,
+                   nnx.state(gen, nnx.Not(nnx.Param)))
+            return (rec, adv + cfg.feature_weight * fm), aux
+
+        (rec, gan_term), pullback, aux = jax.vjp(gen_losses, state.gen.params, has_aux=True)
+        fake, real, rec_metrics, adv, fm, gen_rest = aux
+        started = state.started | ((t >= cfg.disc_start_step) & (
+            True if cfg.disc_start_loss is None else rec < cfg.disc_start_loss))
+        if cfg.adaptive_weight:
+            g_rec = pullback((jnp.ones_like(rec), jnp.zeros_like(gan_term)))[0]
+            g_gan = pullback((jnp.zeros_like(rec), jnp.ones_like(gan_term)))[0]
+            ratio = _norm_of(g_rec, cfg.last_layer) / (_norm_of(g_gan, cfg.last_layer) + 1e-4)
+            weight = cfg.adv_weight * jax.lax.stop_gradient(
+                jnp.clip(ratio, 0.0, cfg.adaptive_max)) * started
+            g_grads = jax.tree.map(lambda a, b: a + weight * b, g_rec, g_gan)
+        else:
+            weight = cfg.adv_weight * started
+            g_grads = pullback((jnp.ones_like(rec), weight * jnp.ones_like(gan_term)))[0]
+        g_loss = rec + weight * gan_term
+        gen_state, g_upd = apply_gradients(state.gen, g_grads, g_loss, gen_rest, gen_tx)
+
+        # -- discriminator ----------------------------------------------------------------
+        fake_sg, real_sg = jax.lax.stop_gradient(fake), jax.lax.stop_gradient(real)
+
+        def disc_loss(params):
+            d = merge(disc_graphdef, state.disc, params)
+            logits_r, _ = disc_fn(d, noisy(k_real, real_sg))
+            logits_f, _ = disc_fn(d, noisy(k_fake, fake_sg))
+            loss, m = d_adv_loss(logits_r, logits_f)
+            if cfg.r1_weight:
+                r1, r1_m = r1_penalty(lambda x: disc_fn(d, x)[0], real_sg)
+                loss = loss + 0.5 * cfg.r1_weight * r1
+                m = {**m, "r1": r1_m["r1"]}
+            return loss, (m, nnx.state(d, nnx.Not(nnx.Param)))
+
+        (d_loss, (d_m, disc_rest)), d_grads = jax.value_and_grad(disc_loss, has_aux=True)(
+            state.disc.params)
+        disc_state, d_upd = apply_gradients(state.disc, d_grads, d_loss, disc_rest, disc_tx,
+                                            enabled=started)
+
+        metrics = {f"gen/{k}": v for k, v in rec_metrics.items()}
+        metrics.update({f"disc/{k}": v for k, v in d_m.items()})
+        metrics.update({
+            "loss": g_loss, "gen/rec_loss": rec, "gen/adv_loss": adv, "gen/feature_loss": fm,
+            "gen/adv_weight": jnp.asarray(weight, jnp.float32), "disc/loss": d_loss,
+            "disc/started": started.astype(jnp.float32), "instance_noise": noise_std,
+            **{f"gen/{k}": v for k, v in g_upd.items()},
+            **{f"disc/{k}": v for k, v in d_upd.items()},
+        })
+        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+        return GANState(gen=gen_state, disc=disc_state, started=started), metrics
+
+    return step

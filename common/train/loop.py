@@ -1,0 +1,275 @@
+"""The generic training loop: a model builder, a loss and data in; a trained run out.
+
+A package's ``train.py`` stays thin::
+
+    result = train(cfg.train, build_model=lambda rngs: Codec(cfg.model, rngs=rngs),
+                   loss_fn=codec_loss, train_data=batches, eval_data=make_eval_batches,
+                   config=cfg)
+
+The loop builds the mesh and the sharded train state (straight onto the devices, no
+host copy), resumes the latest checkpoint when asked (model, optimizer, step, RNG and
+the data iterator, so the run continues exactly), runs the jitted step, logs on log
+steps only (metrics stay on device otherwise), evaluates every ``eval_every`` steps,
+checkpoints every ``checkpoint.every`` steps, and on SIGTERM/SIGINT saves and returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from common.train.checkpoint import CheckpointConfig, Checkpointer, write_config_json
+from common.train.config import config_to_dict
+from common.train.logging import LoggingConfig, RunLogger
+from common.train.mesh import MeshConfig, host_to_global, make_mesh, state_shardings
+from common.train.mesh import batch_sharding as make_batch_sharding
+from common.train.optim import OptimizerConfig, make_optimizer
+from common.train.step import LossFn, TrainState, jit_train_step, make_eval_step, make_train_step
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteError(FloatingPointError):
+    """Too many consecutive steps with a NaN/Inf loss or gradient."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The loop's settings (models embed this in their own config).
+
+    Attributes:
+      steps: total optimizer steps of the run (a resumed run continues to this).
+      seed: seeds parameter initialisation and the step RNG.
+      grad_accum: micro-batches per step (the batch is split; gradients averaged).
+      eval_every: evaluate every N steps (0: never); eval_batches: batches per evaluation.
+      max_nonfinite: stop after this many consecutive skipped (NaN/Inf) updates.
+      run_dir: parent directory of runs; run_name: this run's subdirectory (default: a
+        timestamp; with ``resume`` and no name, the newest run in run_dir).
+      resume: continue from the run's latest checkpoint.
+    """
+
+    steps: int = 1000
+    seed: int = 0
+    grad_accum: int = 1
+    eval_every: int = 0
+    eval_batches: int = 4
+    max_nonfinite: int = 20
+    run_dir: str = "runs"
+    run_name: str | None = None
+    resume: bool = False
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    optim: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+
+    def __post_init__(self):
+        for name in ("steps", "grad_accum", "eval_batches", "max_nonfinite"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ValueError(f"train.eval_every must be >= 0, got {self.eval_every}")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a run leaves behind (host-side values)."""
+
+    run_dir: Path
+    step: int
+    history: list[dict[str, float]]
+    eval_history: list[dict[str, float]]
+    stopped_by_signal: bool
+    state: TrainState
+    graphdef: nnx.GraphDef
+
+
+def resolve_run_dir(cfg: TrainConfig) -> Path:
+    root = Path(cfg.run_dir)
+    if cfg.run_name:
+        return root / cfg.run_name
+    if cfg.resume:
+        runs = sorted((p for p in root.glob("*") if (p / "checkpoints").is_dir()),
+                      key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise FileNotFoundError(f"--resume: no run with checkpoints under {root}")
+        return runs[-1]
+    return root / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT; the loop checks it between steps, saves and returns."""
+
+    def __init__(self):
+        self.set = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.set and signum == signal.SIGINT:  # a second Ctrl-C: stop right now
+            raise KeyboardInterrupt
+        log.warning("received %s: saving a checkpoint and stopping",
+                    signal.Signals(signum).name)
+        self.set = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_everywhere(local: bool) -> bool:
+    """True on all processes if any process was signalled (pods stop together)."""
+    if jax.process_count() == 1:
+        return local
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.array(local))))
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    build_model: Callable[[nnx.Rngs], nnx.Module],
+    loss_fn: LossFn,
+    train_data: Iterator[Any],
+    eval_data: Callable[[], Iterator[Any]] | None = None,
+    config: Any = None,
+    flops_per_step: float | None = None,
+    samples_per_step: int | None = None,
+    tokens_per_step: int | None = None,
+    on_log: Callable[[int, nnx.Module, Mapping[str, float], RunLogger], None] | None = None,
+) -> TrainResult:
+    """Train ``build_model(rngs)`` on ``loss_fn`` over ``train_data`` (see module doc).
+
+    ``train_data`` yields host batches (pytrees of arrays whose leading axis is this
+    process's share of the global batch); for exact resumption it should have
+    ``get_state``/``set_state`` (grain iterators do). ``config`` is the full run config
+    (a dataclass or dict) saved with every checkpoint. ``on_log(step, model, metrics,
+    logger)`` runs on log steps, e.g. to log audio.
+    """
+    run_dir = resolve_run_dir(cfg)
+    config_dict = config_to_dict(config) if dataclasses.is_dataclass(config) else dict(
+        config or {"train": config_to_dict(cfg)})
+    mesh = make_mesh(cfg.mesh)
+    optim = cfg.optim
+    if optim.total_steps is None:  # decaying schedules run over the whole run by default
+        optim = dataclasses.replace(optim, total_steps=cfg.steps)
+    tx = make_optimizer(optim)
+
+    def init_state() -> TrainState:
+        model = build_model(nnx.Rngs(cfg.seed))
+        return TrainState.create(model, tx, jax.random.key(cfg.seed + 1))[1]
+
+    graphdef = TrainState.create(nnx.eval_shape(lambda: build_model(nnx.Rngs(cfg.seed))), tx,
+                                 jax.random.key(0))[0]
+    abstract = jax.eval_shape(init_state)
+    shardings = state_shardings(abstract, mesh)
+    batch_sh = make_batch_sharding(mesh)
+
+    ckpt = Checkpointer(run_dir, cfg.checkpoint)
+    start = 0
+    if cfg.resume and ckpt.latest_step() is not None:
+        targets = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                               abstract, shardings)
+        start, items = ckpt.restore(
+            {"model": targets.model_state(), "train": targets.train_items()},
+            data_iterator=train_data if hasattr(train_data, "set_state") else None)
+        state = TrainState.from_items(items["model"], items["train"])
+        log.info("resumed %s at step %d", run_dir, start)
+    else:
+        if cfg.resume:
+            log.warning("--resume: no checkpoint in %s yet; starting from scratch", run_dir)
+        state = jax.jit(init_state, out_shardings=shardings)()
+    write_config_json(run_dir, config_dict)
+
+    step_fn = jit_train_step(make_train_step(graphdef, loss_fn, tx, grad_accum=cfg.grad_accum),
+                             shardings, batch_sh)
+    eval_fn = jax.jit(make_eval_step(graphdef, loss_fn), in_shardings=(shardings, batch_sh, None))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
+    log.info("run %s: %s parameters, mesh %s, steps %d -> %d", run_dir, f"{n_params:,}",
+             dict(mesh.shape), start, cfg.steps)
+
+    history: list[dict[str, float]] = []
+    eval_history: list[dict[str, float]] = []
+    logger = RunLogger(cfg.logging, run_dir, config_dict, cfg.steps, start_step=start,
+                       flops_per_step=flops_per_step, samples_per_step=samples_per_step,
+                       tokens_per_step=tokens_per_step)
+
+    def save(step: int, metrics: Mapping[str, float] | None = None, force: bool = False):
+        ckpt.save(step, {"model": state.model_state(), "train": state.train_items()},
+                  data_iterator=train_data if hasattr(train_data, "get_state") else None,
+                  config=config_dict, metrics=metrics, force=force)
+
+    def evaluate(step: int) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        it = eval_data()
+        n = 0
+        for i, batch in zip(range(cfg.eval_batches), it, strict=False):
+            m = jax.device_get(eval_fn(state, host_to_global(batch, mesh),
+                                       jax.random.fold_in(jax.random.key(cfg.seed), i)))
+            for k, v in m.items():
+                if np.ndim(v) == 0:
+                    sums[k] = sums.get(k, 0.0) + float(v)
+            n += 1
+        out = {f"eval/{k}": v / max(n, 1) for k, v in sums.items()}
+        logger.log_scalars(step, out)
+        eval_history.append({"step": step, **out})
+        return out
+
+    stopped = False
+    step = start
+    with _StopFlag() as stop, logger:
+        for step in range(start + 1, cfg.steps + 1):
+            batch = host_to_global(next(train_data), mesh)
+            logger.maybe_profile(step)
+            state, metrics = step_fn(state, batch)
+            logger.advance(step)
+            log_now = step % cfg.logging.log_every == 0 or step == cfg.steps
+            if log_now:
+                # Scalars only: per-example diagnostics (e.g. per-sequence CTC) stay out.
+                host = {k: float(v) for k, v in jax.device_get(metrics).items()
+                        if np.ndim(v) == 0}
+                host["nonfinite_total"] = float(state.nonfinite_total)
+                history.append({"step": step, **host})
+                logger.log_scalars(step, host)
+                if on_log is not None:
+                    on_log(step, nnx.merge(graphdef, state.params, state.rest), host, logger)
+                run = int(state.nonfinite_run)
+                if run >= cfg.max_nonfinite:
+                    save(step, force=True)
+                    ckpt.close()
+                    raise NonFiniteError(
+                        f"{run} consecutive steps with a non-finite loss or gradient (up to "
+                        f"step {step}); state before them saved in {ckpt.directory}")
+            eval_metrics = None
+            if cfg.eval_every and eval_data is not None and step % cfg.eval_every == 0:
+                eval_metrics = evaluate(step)
+            if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
+                save(step, eval_metrics)
+            if _stop_everywhere(stop.set) if (log_now or jax.process_count() == 1) else False:
+                save(step, eval_metrics, force=True)
+                stopped = True
+                break
+        else:
+            if cfg.eval_every and eval_data is not None and cfg.steps % cfg.eval_every:
+                evaluate(cfg.steps)
+        if not stopped:
+            save(step, force=True)
+        ckpt.close()
+    log.info("%s at step %d; checkpoints in %s", "stopped" if stopped else "finished", step,
+             ckpt.directory)
+    return TrainResult(run_dir=run_dir, step=step, history=history, eval_history=eval_history,
+                       stopped_by_signal=stopped, state=state, graphdef=graphdef)

@@ -1,0 +1,160 @@
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from common.losses.adversarial import feature_matching_loss, lsgan_g_loss
+from common.nn.conv import Conv
+from common.train.gan import GANConfig, GANState, make_gan_step
+from common.train.step import TrainState
+from tests.helpers import assert_close
+
+
+class Gen(nnx.Module):
+    def __init__(self, rngs):
+        self.a = Conv(1, 4, 3, rngs=rngs)
+        self.b = Conv(4, 1, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.b(jax.nn.tanh(self.a(x)))
+
+
+class Disc(nnx.Module):
+    """Two sub-discriminators: full rate and 2x average-pooled."""
+
+    def __init__(self, rngs):
+        self.c1 = nnx.List([Conv(1, 4, 3, rngs=rngs) for _ in range(2)])
+        self.c2 = nnx.List([Conv(4, 1, 3, rngs=rngs) for _ in range(2)])
+
+    def __call__(self, x):
+        logits, feats = [], []
+        for i, (c1, c2) in enumerate(zip(self.c1, self.c2, strict=True)):
+            h = x if i == 0 else 0.5 * (x[:, ::2] + x[:, 1::2])
+            f = jax.nn.leaky_relu(c1(h), 0.1)
+            logits.append(c2(f))
+            feats.append([f])
+        return logits, feats
+
+
+def gen_fn(gen, batch, key):
+    real = batch["x"]
+    fake = gen(real)
+    rec = jnp.mean(jnp.abs(fake - real))
+    return fake, real, rec, {"l1": rec}
+
+
+def disc_fn(disc, x):
+    return disc(x)
+
+
+def _setup(cfg: GANConfig, lr=1e-2, tx_fn=optax.adam):
+    gtx, dtx = tx_fn(lr), tx_fn(lr)
+    ggd, gs = TrainState.create(Gen(nnx.Rngs(0)), gtx, jax.random.key(0))
+    dgd, ds = TrainState.create(Disc(nnx.Rngs(1)), dtx, jax.random.key(1))
+    state = GANState(gen=gs, disc=ds, started=jnp.array(False))
+    step = make_gan_step(ggd, dgd, gen_fn, disc_fn, gtx, dtx, cfg)
+    return state, step, (ggd, dgd)
+
+
+def _batch(seed):
+    return {"x": np.random.default_rng(seed).standard_normal((4, 32, 1)).astype(np.float32)}
+
+
+def test_disc_waits_for_its_start_step_then_trains():
+    chex.clear_trace_counter()
+    state, step, _ = _setup(GANConfig(disc_start_step=2))
+    jstep = jax.jit(chex.assert_max_traces(step, n=1))
+    d0 = jax.device_get(state.disc.params)
+    for i in range(2):
+        state, m = jstep(state, _batch(i))
+        assert float(m["disc/started"]) == 0.0 and float(m["gen/adv_weight"]) == 0.0
+    for a, b in zip(jax.tree.leaves(jax.device_get(state.disc.params)), jax.tree.leaves(d0),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    state, m = jstep(state, _batch(2))
+    assert float(m["disc/started"]) == 1.0 and float(m["gen/adv_weight"]) == 1.0
+    moved = [float(np.abs(a - b).max()) for a, b in zip(
+        jax.tree.leaves(jax.device_get(state.disc.params)), jax.tree.leaves(d0), strict=True)]
+    assert max(moved) > 0
+    assert all(np.isfinite(float(v)) for v in m.values())
+
+
+def test_start_on_loss_threshold_latches():
+    state, step, _ = _setup(GANConfig(disc_start_loss=1e9))
+    state, m = jax.jit(step)(state, _batch(0))
+    assert float(m["disc/started"]) == 1.0
+    state2, step2, _ = _setup(GANConfig(disc_start_loss=1e-9))
+    state2, m2 = jax.jit(step2)(state2, _batch(0))
+    assert float(m2["disc/started"]) == 0.0
+    # once started it stays on, whatever the loss does
+    state2 = dataclasses.replace(state2, started=jnp.array(True))
+    _, m3 = jax.jit(step2)(state2, _batch(1))
+    assert float(m3["disc/started"]) == 1.0
+
+
+def _manual_gen_losses(state, gdefs, cfg, batch):
+    """Reference: generator losses as a function of its params, noise off."""
+    ggd, dgd = gdefs
+    disc = nnx.merge(dgd, state.disc.params, state.disc.rest)
+
+    def parts(params):
+        gen = nnx.merge(ggd, params, state.gen.rest)
+        fake, real, rec, _ = gen_fn(gen, batch, None)
+        lf, ff = disc(fake)
+        _, fr = disc(real)
+        return rec, lsgan_g_loss(lf)[0] + cfg.feature_weight * feature_matching_loss(fr, ff)[0]
+    return parts
+
+
+@pytest.mark.parametrize("last_layer", ["", "b/"])
+def test_adaptive_weight_matches_separate_gradients(last_layer):
+    cfg = GANConfig(adaptive_weight=True, last_layer=last_layer, adv_weight=0.5)
+    state, step, gdefs = _setup(cfg)
+    batch = _batch(0)
+    parts = _manual_gen_losses(state, gdefs, cfg, batch)
+    g_rec = jax.grad(lambda p: parts(p)[0])(state.gen.params)
+    g_adv = jax.grad(lambda p: parts(p)[1])(state.gen.params)
+    sel = lambda t: [x for path, x in jax.tree_util.tree_flatten_with_path(t)[0]
+                     if last_layer in "/".join(str(getattr(k, "key", k)) for k in path) + "/"]
+    norm = lambda t: np.sqrt(sum(float(jnp.sum(x ** 2)) for x in sel(t)))
+    expected = 0.5 * norm(g_rec) / (norm(g_adv) + 1e-4)
+    _, m = jax.jit(step)(state, batch)
+    np.testing.assert_allclose(float(m["gen/adv_weight"]), expected, rtol=1e-5)
+
+
+def test_generator_gradient_is_rec_plus_weighted_adversarial():
+    cfg = GANConfig(adv_weight=0.3, feature_weight=2.0)
+    state, step, gdefs = _setup(cfg, lr=0.1, tx_fn=optax.sgd)
+    batch = _batch(0)
+    parts = _manual_gen_losses(state, gdefs, cfg, batch)
+    grads = jax.grad(lambda p: parts(p)[0] + 0.3 * parts(p)[1])(state.gen.params)
+    expected = jax.tree.map(lambda p, g: p - 0.1 * g, state.gen.params, grads)
+    new, m = jax.jit(step)(state, batch)
+    for a, b in zip(jax.tree.leaves(new.gen.params), jax.tree.leaves(expected), strict=True):
+        assert_close(a, b, 1e-5)
+    rec, gan = parts(state.gen.params)
+    np.testing.assert_allclose(float(m["loss"]), float(rec + 0.3 * gan), rtol=1e-5)
+
+
+def test_r1_and_instance_noise():
+    cfg = GANConfig(r1_weight=10.0, instance_noise=0.2, instance_noise_steps=4)
+    state, step, _ = _setup(cfg)
+    jstep = jax.jit(step)
+    stds = []
+    for i in range(5):
+        state, m = jstep(state, _batch(i))
+        stds.append(float(m["instance_noise"]))
+        assert float(m["disc/r1"]) > 0
+    np.testing.assert_allclose(stds, [0.2, 0.15, 0.1, 0.05, 0.0], atol=1e-7)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match=r"gan\.loss"):
+        GANConfig(loss="wasserstein")
+    with pytest.raises(ValueError, match=r"gan\.r1_weight"):
+        GANConfig(r1_weight=-1.0)

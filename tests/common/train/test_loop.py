@@ -1,0 +1,143 @@
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from common.train.checkpoint import CheckpointConfig, Checkpointer, CheckpointError, load_model
+from common.train.logging import LoggingConfig
+from common.train.loop import NonFiniteError, TrainConfig, train
+from common.train.mesh import MeshConfig, make_mesh, state_shardings
+from common.train.optim import OptimizerConfig
+from tests.common.train.toy import Toy, ToyConfig, ToyIterator, toy_loss
+
+TOY = ToyConfig(dim=16, layers=1, heads=2, kv_heads=1)
+
+
+def _cfg(tmp_path, **kw) -> TrainConfig:
+    base = TrainConfig(
+        steps=8, run_dir=str(tmp_path), run_name="run", mesh=MeshConfig(data=2, fsdp=2, tensor=2),
+        optim=OptimizerConfig(name="adamw", lr=3e-3, schedule="cosine", warmup_steps=2,
+                              total_steps=8),
+        checkpoint=CheckpointConfig(every=4, keep=2, async_save=True),
+        logging=LoggingConfig(wandb_mode="disabled", log_every=1, progress=False))
+    return dataclasses.replace(base, **kw)
+
+
+def _train(cfg: TrainConfig, data=None, **kw):
+    return train(cfg, build_model=lambda rngs: Toy(TOY, rngs=rngs), loss_fn=toy_loss,
+                 train_data=data if data is not None else ToyIterator(seed=1, batch=8),
+                 config={"model": dataclasses.asdict(TOY)}, **kw)
+
+
+def _losses(result, first: int) -> list[float]:
+    return [h["loss"] for h in result.history if h["step"] >= first]
+
+
+def test_resume_continues_exactly(tmp_path):
+    full = _train(_cfg(tmp_path / "a"))
+    assert full.step == 8 and len(full.history) == 8
+    _train(_cfg(tmp_path / "b", steps=5))
+    resumed = _train(_cfg(tmp_path / "b", steps=8, resume=True))
+    assert [h["step"] for h in resumed.history] == [6, 7, 8]
+    # Same losses, bit for bit: params, optimizer, step RNG and data position restored.
+    assert _losses(resumed, 6) == _losses(full, 6)
+    losses = _losses(full, 1)
+    assert losses[-1] < losses[0]
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
+    def on_log(step, model, metrics, logger):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    result = _train(_cfg(tmp_path), on_log=on_log)
+    assert result.stopped_by_signal and result.step == 3
+    ckpt = Checkpointer(tmp_path / "run", read_only=True)
+    assert ckpt.latest_step() == 3
+    # SIGTERM's default handler is back once train() returns.
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finished = _train(_cfg(tmp_path, resume=True))
+    assert finished.step == 8 and finished.history[0]["step"] == 4
+
+
+def test_nonfinite_losses_stop_with_a_clear_error(tmp_path):
+    class NaNData(ToyIterator):
+        def __next__(self):
+            return dict(super().__next__(), scale=np.full((8,), np.nan, np.float32))
+
+    with pytest.raises(NonFiniteError, match="3 consecutive steps"):
+        _train(_cfg(tmp_path, max_nonfinite=3), data=NaNData(batch=8))
+
+
+def test_eval_and_best_checkpoint(tmp_path):
+    def eval_data():
+        return ToyIterator(seed=99, batch=8)
+
+    cfg = _cfg(tmp_path, eval_every=2, eval_batches=2,
+               checkpoint=CheckpointConfig(every=2, keep=1, keep_best=1))
+    result = _train(cfg, eval_data=eval_data)
+    evals = {h["step"]: h["eval/loss"] for h in result.eval_history}
+    assert sorted(evals) == [2, 4, 6, 8]
+    ckpt = Checkpointer(tmp_path / "run", cfg.checkpoint, read_only=True)
+    best = min(evals, key=evals.get)
+    assert ckpt.best_step() == best
+    assert set(ckpt.all_steps()) == {best, 8}  # latest 1 + best 1
+
+
+def test_load_model_from_run_dir_onto_a_mesh(tmp_path):
+    result = _train(_cfg(tmp_path, steps=2))
+    build = lambda c: Toy(ToyConfig(**c["model"]), rngs=nnx.Rngs(123))
+    model, config = load_model(tmp_path / "run", build)
+    assert config["model"]["dim"] == TOY.dim
+    trained = jax.device_get(result.state.params)
+    loaded = nnx.state(model, nnx.Param)
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(trained), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    mesh = make_mesh(MeshConfig(data=1, fsdp=4, tensor=2))
+    sharded, _ = load_model(tmp_path / "run", build, shardings=lambda s: state_shardings(s, mesh))
+    k = sharded.body.layers.ffn.wi_0.kernel[...]
+    assert k.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
+
+
+def test_checkpoint_errors_name_the_problem(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoints directory"):
+        load_model(tmp_path / "nothing", lambda c: Toy(TOY, rngs=nnx.Rngs(0)))
+    _train(_cfg(tmp_path, steps=2))
+    wrong = lambda c: Toy(dataclasses.replace(TOY, dim=24), rngs=nnx.Rngs(0))
+    with pytest.raises(CheckpointError,
+                       match=r"model: body/final_norm/scale has shape \(16,\), the model "
+                             r"\(from its config\) expects \(24,\)"):
+        load_model(tmp_path / "run", wrong)
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "2" / "train")
+    with pytest.raises(CheckpointError, match="partial: missing \\['train'\\]"):
+        _train(_cfg(tmp_path, resume=True))
+
+
+def test_toy_run_with_offline_wandb_and_progress_bar(tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO)
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # conftest disables W&B
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+
+    def on_log(step, model, metrics, logger):
+        x = ToyIterator(seed=5, batch=1).__next__()["x"]
+        wav = np.asarray(model(x))[0, :, 0]
+        logger.log_audio(step, "audio/pred", np.tile(wav, 100), 16_000)
+        logger.log_spectrogram(step, "spec/input", x[0])
+
+    cfg = _cfg(tmp_path, steps=4, logging=LoggingConfig(wandb_mode="offline", log_every=2,
+                                                        progress=True))
+    result = _train(cfg, on_log=on_log)
+    runs = list((result.run_dir / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+    assert (result.run_dir / "config.json").exists()
+    assert (result.run_dir / "checkpoints" / "4").is_dir()
+    # Without a TTY the progress bar becomes one console line per log step.
+    assert "step 4/4" in caplog.text and "steps/s" in caplog.text
