@@ -38,6 +38,7 @@ from common.losses.adversarial import (
     lsgan_g_loss,
 )
 from common.losses.r1 import r1_penalty
+from common.train.program import Program
 from common.train.step import TrainState, apply_gradients
 
 GenFn = Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, jax.Array, jax.Array, dict]]
@@ -197,3 +198,60 @@ def make_gan_step(
         return GANState(gen=gen_state, disc=disc_state, started=started), metrics
 
     return step
+
+
+def gan_program(
+    build_gen: Callable[[nnx.Rngs], nnx.Module],
+    build_disc: Callable[[nnx.Rngs], nnx.Module],
+    gen_fn: GenFn,
+    disc_fn: DiscFn,
+    gen_tx: optax.GradientTransformation,
+    disc_tx: optax.GradientTransformation,
+    cfg: GANConfig = GANConfig(),
+    *,
+    seed: int = 0,
+) -> Program:
+    """A ``Program`` for ``common.train.loop.train``: checkpoint items ``model`` (the
+    generator, what ``load_model`` restores), ``disc`` and ``train`` (both optimizers,
+    steps, RNG, the start latch). Evaluation reports the generator's reconstruction
+    metrics in eval mode."""
+
+    def init() -> GANState:
+        gen = TrainState.create(build_gen(nnx.Rngs(seed)), gen_tx, jax.random.key(seed + 1))[1]
+        disc = TrainState.create(build_disc(nnx.Rngs(seed + 2)), disc_tx,
+                                 jax.random.key(seed + 3))[1]
+        return GANState(gen=gen, disc=disc, started=jnp.zeros((), bool))
+
+    key = jax.random.key(0)
+    gen_gd = TrainState.create(nnx.eval_shape(lambda: build_gen(nnx.Rngs(seed))), gen_tx, key)[0]
+    disc_gd = TrainState.create(nnx.eval_shape(lambda: build_disc(nnx.Rngs(seed))), disc_tx,
+                                key)[0]
+
+    def evaluate(state: GANState, batch: Any, key: jax.Array) -> dict[str, jax.Array]:
+        gen = nnx.merge(gen_gd, state.gen.params, state.gen.rest, copy=True)
+        gen.eval()
+        _, _, rec, metrics = gen_fn(gen, batch, key)
+        return {**{k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()},
+                "loss": jnp.asarray(rec, jnp.float32)}
+
+    def to_items(s: GANState) -> dict[str, Any]:
+        return {"model": s.gen.model_state(), "disc": s.disc.model_state(),
+                "train": {"gen": s.gen.train_items(), "disc": s.disc.train_items(),
+                          "started": s.started}}
+
+    def from_items(items: dict[str, Any]) -> GANState:
+        t = items["train"]
+        return GANState(gen=TrainState.from_items(items["model"], t["gen"]),
+                        disc=TrainState.from_items(items["disc"], t["disc"]),
+                        started=t["started"])
+
+    return Program(
+        init=init,
+        step=make_gan_step(gen_gd, disc_gd, gen_fn, disc_fn, gen_tx, disc_tx, cfg),
+        evaluate=evaluate,
+        to_items=to_items,
+        from_items=from_items,
+        model=lambda s: nnx.merge(gen_gd, s.gen.params, s.gen.rest),
+        nonfinite_run=lambda s: jnp.maximum(s.gen.nonfinite_run, s.disc.nonfinite_run),
+        nonfinite_total=lambda s: s.gen.nonfinite_total + s.disc.nonfinite_total,
+    )

@@ -29,12 +29,13 @@ import numpy as np
 from flax import nnx
 
 from common.train.checkpoint import CheckpointConfig, Checkpointer, write_config_json
-from common.train.config import config_to_dict
+from common.train.config import config_to_dict, format_config
 from common.train.logging import LoggingConfig, RunLogger
 from common.train.mesh import MeshConfig, host_to_global, make_mesh, state_shardings
 from common.train.mesh import batch_sharding as make_batch_sharding
 from common.train.optim import OptimizerConfig, make_optimizer
-from common.train.step import LossFn, TrainState, jit_train_step, make_eval_step, make_train_step
+from common.train.program import Program, supervised_program
+from common.train.step import LossFn, jit_train_step
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,8 @@ class TrainResult:
     history: list[dict[str, float]]
     eval_history: list[dict[str, float]]
     stopped_by_signal: bool
-    state: TrainState
-    graphdef: nnx.GraphDef
+    state: Any
+    program: Program
 
 
 def resolve_run_dir(cfg: TrainConfig) -> Path:
@@ -139,11 +140,20 @@ def _stop_everywhere(local: bool) -> bool:
     return bool(np.any(multihost_utils.process_allgather(np.array(local))))
 
 
+def resolve_optim(cfg: TrainConfig, optim: OptimizerConfig | None = None) -> OptimizerConfig:
+    """``optim`` (default ``cfg.optim``) with ``total_steps`` defaulting to the run's steps."""
+    optim = optim or cfg.optim
+    if optim.total_steps is None:  # decaying schedules run over the whole run by default
+        optim = dataclasses.replace(optim, total_steps=cfg.steps)
+    return optim
+
+
 def train(
     cfg: TrainConfig,
     *,
-    build_model: Callable[[nnx.Rngs], nnx.Module],
-    loss_fn: LossFn,
+    build_model: Callable[[nnx.Rngs], nnx.Module] | None = None,
+    loss_fn: LossFn | None = None,
+    program: Program | None = None,
     train_data: Iterator[Any],
     eval_data: Callable[[], Iterator[Any]] | None = None,
     config: Any = None,
@@ -152,7 +162,8 @@ def train(
     tokens_per_step: int | None = None,
     on_log: Callable[[int, nnx.Module, Mapping[str, float], RunLogger], None] | None = None,
 ) -> TrainResult:
-    """Train ``build_model(rngs)`` on ``loss_fn`` over ``train_data`` (see module doc).
+    """Train ``build_model(rngs)`` on ``loss_fn`` over ``train_data`` (see module doc),
+    or run any ``program`` (e.g. ``common.train.gan.gan_program``) instead.
 
     ``train_data`` yields host batches (pytrees of arrays whose leading axis is this
     process's share of the global batch); for exact resumption it should have
@@ -161,21 +172,19 @@ def train(
     logger)`` runs on log steps, e.g. to log audio.
     """
     run_dir = resolve_run_dir(cfg)
-    config_dict = config_to_dict(config) if dataclasses.is_dataclass(config) else dict(
-        config or {"train": config_to_dict(cfg)})
+    if dataclasses.is_dataclass(config):
+        log.info("config:\n%s", format_config(config))
+        config_dict = config_to_dict(config)
+    else:
+        config_dict = dict(config or {"train": config_to_dict(cfg)})
     mesh = make_mesh(cfg.mesh)
-    optim = cfg.optim
-    if optim.total_steps is None:  # decaying schedules run over the whole run by default
-        optim = dataclasses.replace(optim, total_steps=cfg.steps)
-    tx = make_optimizer(optim)
-
-    def init_state() -> TrainState:
-        model = build_model(nnx.Rngs(cfg.seed))
-        return TrainState.create(model, tx, jax.random.key(cfg.seed + 1))[1]
-
-    graphdef = TrainState.create(nnx.eval_shape(lambda: build_model(nnx.Rngs(cfg.seed))), tx,
-                                 jax.random.key(0))[0]
-    abstract = jax.eval_shape(init_state)
+    if program is None:
+        if build_model is None or loss_fn is None:
+            raise ValueError("train() needs build_model and loss_fn, or a program")
+        program = supervised_program(build_model, loss_fn,
+                                     make_optimizer(resolve_optim(cfg)), seed=cfg.seed,
+                                     grad_accum=cfg.grad_accum)
+    abstract = jax.eval_shape(program.init)
     shardings = state_shardings(abstract, mesh)
     batch_sh = make_batch_sharding(mesh)
 
@@ -185,20 +194,21 @@ def train(
         targets = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                abstract, shardings)
         start, items = ckpt.restore(
-            {"model": targets.model_state(), "train": targets.train_items()},
+            program.to_items(targets),
             data_iterator=train_data if hasattr(train_data, "set_state") else None)
-        state = TrainState.from_items(items["model"], items["train"])
+        state = program.from_items(items)
         log.info("resumed %s at step %d", run_dir, start)
     else:
         if cfg.resume:
             log.warning("--resume: no checkpoint in %s yet; starting from scratch", run_dir)
-        state = jax.jit(init_state, out_shardings=shardings)()
+        state = jax.jit(program.init, out_shardings=shardings)()
     write_config_json(run_dir, config_dict)
 
-    step_fn = jit_train_step(make_train_step(graphdef, loss_fn, tx, grad_accum=cfg.grad_accum),
-                             shardings, batch_sh)
-    eval_fn = jax.jit(make_eval_step(graphdef, loss_fn), in_shardings=(shardings, batch_sh, None))
-    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
+    step_fn = jit_train_step(program.step, shardings, batch_sh)
+    eval_fn = (jax.jit(program.evaluate, in_shardings=(shardings, batch_sh, None))
+               if program.evaluate is not None else None)
+    model_params = nnx.split_state(program.to_items(abstract)["model"], nnx.Param, ...)[0]
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(model_params))
     log.info("run %s: %s parameters, mesh %s, steps %d -> %d", run_dir, f"{n_params:,}",
              dict(mesh.shape), start, cfg.steps)
 
@@ -209,7 +219,7 @@ def train(
                        tokens_per_step=tokens_per_step)
 
     def save(step: int, metrics: Mapping[str, float] | None = None, force: bool = False):
-        ckpt.save(step, {"model": state.model_state(), "train": state.train_items()},
+        ckpt.save(step, program.to_items(state),
                   data_iterator=train_data if hasattr(train_data, "get_state") else None,
                   config=config_dict, metrics=metrics, force=force)
 
@@ -242,12 +252,12 @@ def train(
                 # Scalars only: per-example diagnostics (e.g. per-sequence CTC) stay out.
                 host = {k: float(v) for k, v in jax.device_get(metrics).items()
                         if np.ndim(v) == 0}
-                host["nonfinite_total"] = float(state.nonfinite_total)
+                host["nonfinite_total"] = float(program.nonfinite_total(state))
                 history.append({"step": step, **host})
                 logger.log_scalars(step, host)
                 if on_log is not None:
-                    on_log(step, nnx.merge(graphdef, state.params, state.rest), host, logger)
-                run = int(state.nonfinite_run)
+                    on_log(step, program.model(state), host, logger)
+                run = int(program.nonfinite_run(state))
                 if run >= cfg.max_nonfinite:
                     save(step, force=True)
                     ckpt.close()
@@ -255,7 +265,8 @@ def train(
                         f"{run} consecutive steps with a non-finite loss or gradient (up to "
                         f"step {step}); state before them saved in {ckpt.directory}")
             eval_metrics = None
-            if cfg.eval_every and eval_data is not None and step % cfg.eval_every == 0:
+            if cfg.eval_every and eval_fn is not None and eval_data is not None \
+                    and step % cfg.eval_every == 0:
                 eval_metrics = evaluate(step)
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
                 save(step, eval_metrics)
@@ -264,7 +275,8 @@ def train(
                 stopped = True
                 break
         else:
-            if cfg.eval_every and eval_data is not None and cfg.steps % cfg.eval_every:
+            if cfg.eval_every and eval_fn is not None and eval_data is not None \
+                    and cfg.steps % cfg.eval_every:
                 evaluate(cfg.steps)
         if not stopped:
             save(step, force=True)
@@ -272,4 +284,4 @@ def train(
     log.info("%s at step %d; checkpoints in %s", "stopped" if stopped else "finished", step,
              ckpt.directory)
     return TrainResult(run_dir=run_dir, step=step, history=history, eval_history=eval_history,
-                       stopped_by_signal=stopped, state=state, graphdef=graphdef)
+                       stopped_by_signal=stopped, state=state, program=program)
