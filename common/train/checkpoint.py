@@ -34,6 +34,8 @@ from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from common.train.tree import path_to_str
+
 log = logging.getLogger(__name__)
 
 
@@ -107,13 +109,6 @@ def abstract_of(tree: Any) -> Any:
             return x
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
     return jax.tree.map(leaf, tree)
-
-
-def _path_str(path: tuple) -> str:
-    """'a/b/0' for a tree path, whether its keys are dict keys, attributes or indices
-    (orbax metadata and nnx Variables spell the same path differently)."""
-    parts = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
-    return "/".join(p for p in parts if p != "value")
 
 
 # ---------------------------------------------------------------------------------------
@@ -246,9 +241,9 @@ class Checkpointer:
         # handler registered for it yet and would report nothing.
         meta = ocp.StandardCheckpointHandler().metadata(epath.Path(self.directory / str(step)
                                                                    / name))
-        saved = {_path_str(p): tuple(getattr(m, "shape", ()))
+        saved = {path_to_str(p): tuple(getattr(m, "shape", ()))
                  for p, m in jax.tree_util.tree_flatten_with_path(meta)[0]}
-        want = {_path_str(p): tuple(getattr(t, "shape", ()))
+        want = {path_to_str(p): tuple(getattr(t, "shape", ()))
                 for p, t in jax.tree_util.tree_flatten_with_path(target)[0]}
         where = self.directory / str(step) / name
         missing, extra = sorted(set(want) - set(saved)), sorted(set(saved) - set(want))

@@ -40,6 +40,7 @@ from common.losses.adversarial import (
 from common.losses.r1 import r1_penalty
 from common.train.program import Program
 from common.train.step import TrainState, apply_gradients
+from common.train.tree import path_to_str
 
 GenFn = Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, jax.Array, jax.Array, dict]]
 DiscFn = Callable[[nnx.Module, jax.Array], tuple[list[jax.Array], list[list[jax.Array]]]]
@@ -100,8 +101,7 @@ def _norm_of(tree: Any, pattern: str) -> jax.Array:
         return optax.tree.norm(tree)
     rx = re.compile(pattern)
     leaves = [x for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
-              if rx.search("/".join(str(getattr(k, "key", getattr(k, "name", k)))
-                                    for k in path))]
+              if rx.search(path_to_str(path))]
     if not leaves:
         raise ValueError(f"gan.last_layer={pattern!r} matches no generator parameter")
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in leaves))

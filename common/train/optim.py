@@ -30,6 +30,7 @@ from flax import nnx
 
 from common.train.grokfast import grokfast_ema, grokfast_ma
 from common.train.scaled_adam import eden_schedule, scaled_adam
+from common.train.tree import path_to_str
 
 __all__ = [
     "FROZEN",
@@ -222,31 +223,6 @@ def make_schedule(cfg: OptimizerConfig) -> optax.Schedule:
 
 
 # ------------------------------------------------------------------ parameter paths
-
-
-def _key_str(key: Any) -> str:
-    if isinstance(key, jax.tree_util.DictKey):
-        return str(key.key)
-    if isinstance(key, jax.tree_util.GetAttrKey):
-        return key.name
-    if isinstance(key, jax.tree_util.SequenceKey):
-        return str(key.idx)
-    if isinstance(key, jax.tree_util.FlattenedIndexKey):
-        return str(key.key)
-    return str(key)
-
-
-def path_to_str(path: Sequence[Any], sep: str = "/") -> str:
-    """ "/"-joined names of a ``tree_flatten_with_path`` key path: ``"enc/layers/0/kernel"``.
-
-    A trailing ``GetAttrKey("value")``, the array slot inside an ``nnx.Variable``, is
-    dropped, so a parameter is named by its module path whether or not the walk stopped
-    at the Variable.
-    """
-    keys = list(path)
-    if keys and isinstance(keys[-1], jax.tree_util.GetAttrKey) and keys[-1].name == "value":
-        keys = keys[:-1]
-    return sep.join(_key_str(k) for k in keys)
 
 
 def _is_variable(x: Any) -> bool:
