@@ -270,7 +270,8 @@ def train(
                 eval_metrics = evaluate(step)
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
                 save(step, eval_metrics)
-            if _stop_everywhere(stop.set) if (log_now or jax.process_count() == 1) else False:
+            # Multi-process runs agree on stopping at log steps (an all-gather), not every step.
+            if (log_now or jax.process_count() == 1) and _stop_everywhere(stop.set):
                 save(step, eval_metrics, force=True)
                 stopped = True
                 break
