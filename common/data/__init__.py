@@ -1,0 +1,1 @@
+"""Data: the embedded espeak-ng speech corpus, dataset sources and grain pipelines."""
