@@ -183,10 +183,6 @@ def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES, *([None] * (ndim - 1))))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())
-
-
 def process_shard() -> tuple[int, int]:
     """``(index, count)`` of this process, for per-host data sharding."""
     return jax.process_index(), jax.process_count()
