@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import logging
 import os
 import threading
@@ -105,7 +106,9 @@ def decode_record(rec: Mapping[str, Any], sample_rate: int,
 
     Returns a ``Skipped`` marker (``mode="skip"``) or raises ``BadInputError``
     (``mode="strict"``) when the file is missing, unreadable, empty, has NaN/Inf, is
-    silent, or is too short/long after resampling.
+    silent, or is too short/long after resampling. A record with non-empty
+    ``audio_bytes`` (an encoded file, as hub datasets store audio) is decoded from those
+    bytes; ``audio_path`` then only names it in messages.
     """
     path = str(rec["audio_path"])
 
@@ -117,8 +120,11 @@ def decode_record(rec: Mapping[str, Any], sample_rate: int,
             stats.skip(marker)
         return marker
 
+    blob = rec.get("audio_bytes")
     try:
-        data, sr = sf.read(path, dtype="float32", always_2d=True)
+        # Hub datasets carry the encoded file in the record instead of a local path.
+        src = io.BytesIO(blob) if blob else path
+        data, sr = sf.read(src, dtype="float32", always_2d=True)
     except FileNotFoundError:
         return bad("missing")
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError) as e:

@@ -11,6 +11,9 @@ between worker processes cheaply):
   language    str    language code as the source names it ("en-us", "de", "" if unknown)
   duration    float  seconds, or -1.0 when the metadata does not say
 
+Optional: ``audio_bytes`` (bytes of an encoded audio file, for hub datasets whose audio
+is stored inline; ``audio_path`` then just names it).
+
 Decoding (``common.data.bad_input.decode_record``) adds:
 
   audio        float32 [N]  mono waveform at the pipeline's sample rate

@@ -1,6 +1,7 @@
 """Sentences that ship with the project, for the embedded espeak-ng corpus.
 
-One UTF-8 file per espeak language voice, ``<language>.txt`` (``en-us.txt``, ``de.txt``):
+One UTF-8 file per language family, ``<family>.txt`` (``en.txt``, ``de.txt``; every
+espeak voice of the family, ``en-us`` or ``en-gb-x-rp``, reads it):
 one sentence per line; blank lines and lines starting with ``#`` are ignored. Sources
 and licences are in ``SOURCES.md`` next to them. Every sentence is public domain or
 written for this project.
