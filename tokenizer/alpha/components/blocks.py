@@ -1,0 +1,81 @@
+"""Convolutional building blocks of the alpha codec (DAC-style, channels last).
+
+``ResidualUnit``: Snake -> dilated conv (kernel 7) -> Snake -> 1x1 conv, plus the input.
+Dilations 1, 3, 9 in sequence give a receptive field of 55 samples per block at its rate.
+Every block takes the valid mask of its rate and zeros padded frames on the way out
+(``mask_utils``), so padding never leaks into valid frames.
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from common.nn.activations import Snake
+from common.nn.conv import Conv, ConvTranspose
+from tokenizer.alpha.mask_utils import apply_mask
+
+
+def _conv(cin: int, cout: int, k: int, *, causal: bool, weight_norm: bool, rngs: nnx.Rngs,
+          **kw) -> Conv:
+    return Conv(cin, cout, k, padding="causal" if causal else "same",
+                weight_norm=weight_norm, rngs=rngs, **kw)
+
+
+class ResidualUnit(nnx.Module):
+    """``x [B, T, C] -> [B, T, C]``."""
+
+    def __init__(self, channels: int, dilation: int, *, kernel_size: int = 7,
+                 causal: bool = False, weight_norm: bool = True, dtype=None,
+                 rngs: nnx.Rngs):
+        self.act1 = Snake(channels, dtype=dtype, rngs=rngs)
+        self.conv1 = _conv(channels, channels, kernel_size, dilation=dilation, causal=causal,
+                           weight_norm=weight_norm, dtype=dtype, rngs=rngs)
+        self.act2 = Snake(channels, dtype=dtype, rngs=rngs)
+        self.conv2 = _conv(channels, channels, 1, causal=causal, weight_norm=weight_norm,
+                           dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+        y = self.conv2(self.act2(self.conv1(self.act1(x))))
+        return apply_mask(x + y, valid)
+
+
+class DownBlock(nnx.Module):
+    """Residual units at ``cin`` channels, then a strided conv (kernel ``2 * stride``) to
+    ``cout``: ``[B, T, cin] -> [B, T / stride, cout]`` (T a multiple of stride)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, *, dilations=(1, 3, 9),
+                 causal: bool = False, weight_norm: bool = True, dtype=None,
+                 rngs: nnx.Rngs):
+        self.units = nnx.List([ResidualUnit(cin, d, causal=causal, weight_norm=weight_norm,
+                                            dtype=dtype, rngs=rngs) for d in dilations])
+        self.act = Snake(cin, dtype=dtype, rngs=rngs)
+        self.down = _conv(cin, cout, 2 * stride, stride=stride, causal=causal,
+                          weight_norm=weight_norm, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, valid: jax.Array | None,
+                 valid_out: jax.Array | None) -> jax.Array:
+        for unit in self.units:
+            x = unit(x, valid)
+        return apply_mask(self.down(self.act(x)), valid_out)
+
+
+class UpBlock(nnx.Module):
+    """A transposed conv (kernel ``2 * stride``) from ``cin`` to ``cout`` channels, then
+    residual units: ``[B, T, cin] -> [B, T * stride, cout]``."""
+
+    def __init__(self, cin: int, cout: int, stride: int, *, dilations=(1, 3, 9),
+                 causal: bool = False, weight_norm: bool = True, dtype=None,
+                 rngs: nnx.Rngs):
+        self.act = Snake(cin, dtype=dtype, rngs=rngs)
+        self.up = ConvTranspose(cin, cout, 2 * stride, stride=stride,
+                                padding="causal" if causal else "same",
+                                weight_norm=weight_norm, dtype=dtype, rngs=rngs)
+        self.units = nnx.List([ResidualUnit(cout, d, causal=causal, weight_norm=weight_norm,
+                                            dtype=dtype, rngs=rngs) for d in dilations])
+
+    def __call__(self, x: jax.Array, valid_out: jax.Array | None) -> jax.Array:
+        x = apply_mask(self.up(self.act(x)), valid_out)
+        for unit in self.units:
+            x = unit(x, valid_out)
+        return x

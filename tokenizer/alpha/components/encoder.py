@@ -1,0 +1,139 @@
+"""RawEncoder and RawDecoder: waveform <-> latent frames (DAC/EnCodec-style convs plus a
+RoPE transformer at the latent rate).
+
+Encoder: ``[B, N, 1]`` -> conv (kernel 7, ``channels``) -> one ``DownBlock`` per stride,
+doubling the channels -> Snake -> conv (kernel 3) to ``latent_dim`` -> transformer
+blocks over frames -> ``[B, N / hop, latent_dim]``, hop = prod(strides).
+Decoder mirrors it: transformer -> conv (kernel 7) to ``decoder_channels`` -> one
+``UpBlock`` per stride in reverse, halving the channels -> Snake -> conv (kernel 7) to 1
+-> tanh -> ``[B, N, 1]``.
+
+``causal=True`` makes every conv causal and the attention causal (optionally windowed),
+so frame t depends only on samples up to the end of its hop: the streaming mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from common.nn.activations import Snake
+from common.nn.conv import Conv
+from common.nn.transformer import TransformerConfig, TransformerStack
+from tokenizer.alpha.components.blocks import DownBlock, UpBlock
+from tokenizer.alpha.mask_utils import apply_mask, frame_valids, positions_from_valid
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvStackConfig:
+    """Shared by the encoder and decoder (the decoder runs the strides in reverse).
+
+    Attributes:
+      channels: encoder channels after the input conv (doubled by every down block).
+      decoder_channels: decoder channels before the first up block (halved by each).
+      strides: downsampling factors; their product is the hop (samples per latent frame).
+      dilations: of the residual units in every block.
+      latent_dim: width of the latent frames (and the transformer).
+      transformer_layers / transformer_heads / window: the RoPE transformer at the
+        latent rate (0 layers: none); ``window`` limits attention to that many past
+        frames (streaming-friendly), None = full.
+      causal: causal convs and attention (streaming).
+      weight_norm: weight-normalised convs (as DAC).
+    """
+
+    channels: int = 32
+    decoder_channels: int = 256
+    strides: tuple[int, ...] = (2, 4, 6, 10)
+    dilations: tuple[int, ...] = (1, 3, 9)
+    latent_dim: int = 128
+    transformer_layers: int = 2
+    transformer_heads: int = 4
+    window: int | None = None
+    causal: bool = False
+    weight_norm: bool = True
+    dtype: str | None = None
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.strides)
+
+    def transformer(self) -> TransformerConfig:
+        return TransformerConfig(dim=self.latent_dim, num_layers=self.transformer_layers,
+                                 num_heads=self.transformer_heads, causal=self.causal,
+                                 window=self.window, dtype=self.dtype)
+
+
+class _LatentTransformer(nnx.Module):
+    def __init__(self, cfg: ConvStackConfig, *, rngs: nnx.Rngs):
+        self.stack = (TransformerStack(cfg.transformer(), rngs=rngs)
+                      if cfg.transformer_layers > 0 else None)
+
+    def __call__(self, h: jax.Array, valid: jax.Array) -> jax.Array:
+        if self.stack is None:
+            return h
+        out = self.stack(h, positions=positions_from_valid(valid), valid=valid)
+        return apply_mask(out.astype(h.dtype), valid)
+
+
+class RawEncoder(nnx.Module):
+    """``wav [B, N, 1]``, ``valid [B, N]`` -> ``(latents [B, N/hop, latent_dim],
+    frame_valid [B, N/hop])``. N must be a multiple of the hop."""
+
+    def __init__(self, cfg: ConvStackConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        pad = "causal" if cfg.causal else "same"
+        wn = dict(weight_norm=cfg.weight_norm, dtype=cfg.dtype, rngs=rngs)
+        self.conv_in = Conv(1, cfg.channels, 7, padding=pad, **wn)
+        chans = [cfg.channels * 2**i for i in range(len(cfg.strides) + 1)]
+        self.blocks = nnx.List([
+            DownBlock(chans[i], chans[i + 1], s, dilations=cfg.dilations, causal=cfg.causal,
+                      weight_norm=cfg.weight_norm, dtype=cfg.dtype, rngs=rngs)
+            for i, s in enumerate(cfg.strides)])
+        self.act = Snake(chans[-1], dtype=cfg.dtype, rngs=rngs)
+        self.conv_out = Conv(chans[-1], cfg.latent_dim, 3, padding=pad, **wn)
+        self.transformer = _LatentTransformer(cfg, rngs=rngs)
+
+    def __call__(self, wav: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+        n = wav.shape[1]
+        if n % self.cfg.hop:
+            raise ValueError(f"RawEncoder: {n} samples is not a multiple of the hop "
+                             f"{self.cfg.hop}; pad the batch (left) to a multiple")
+        valids = frame_valids(valid, self.cfg.strides)
+        h = apply_mask(self.conv_in(apply_mask(wav, valid)), valids[0])
+        for i, block in enumerate(self.blocks):
+            h = block(h, valids[i], valids[i + 1])
+        h = apply_mask(self.conv_out(self.act(h)), valids[-1])
+        return self.transformer(h, valids[-1]), valids[-1]
+
+
+class RawDecoder(nnx.Module):
+    """``latents [B, T, latent_dim]``, ``frame_valid [B, T]`` -> ``wav [B, T*hop, 1]``
+    in [-1, 1] (zero on padded samples)."""
+
+    def __init__(self, cfg: ConvStackConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        pad = "causal" if cfg.causal else "same"
+        wn = dict(weight_norm=cfg.weight_norm, dtype=cfg.dtype, rngs=rngs)
+        self.transformer = _LatentTransformer(cfg, rngs=rngs)
+        self.conv_in = Conv(cfg.latent_dim, cfg.decoder_channels, 7, padding=pad, **wn)
+        ups = cfg.strides[::-1]
+        chans = [max(cfg.decoder_channels // 2**i, 1) for i in range(len(ups) + 1)]
+        self.blocks = nnx.List([
+            UpBlock(chans[i], chans[i + 1], s, dilations=cfg.dilations, causal=cfg.causal,
+                    weight_norm=cfg.weight_norm, dtype=cfg.dtype, rngs=rngs)
+            for i, s in enumerate(ups)])
+        self.act = Snake(chans[-1], dtype=cfg.dtype, rngs=rngs)
+        self.conv_out = Conv(chans[-1], 1, 7, padding=pad, **wn)
+
+    def __call__(self, latents: jax.Array, valid: jax.Array) -> jax.Array:
+        h = self.transformer(latents, valid)
+        h = apply_mask(self.conv_in(h), valid)
+        for block, s in zip(self.blocks, self.cfg.strides[::-1], strict=True):
+            valid = jnp.repeat(valid, s, axis=-1)
+            h = block(h, valid)
+        wav = jnp.tanh(self.conv_out(self.act(h)).astype(jnp.float32))
+        return apply_mask(wav, valid)
