@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import os
+import re
 import threading
 from functools import cache
 
@@ -176,8 +177,14 @@ class Espeak:
                     ctypes.cast(ptr, ctypes.POINTER(ctypes.c_void_p)), _CHARS_UTF8,
                     _PHONEMES_IPA)
                 if out:
-                    clauses.append(out.decode("utf-8").strip())
+                    clauses.append(_LANG_SWITCH.sub("", out.decode("utf-8")).strip())
         return " ".join(c for c in clauses if c)
+
+
+# espeak marks a switch to another language's rules inside a clause (a loanword read as
+# English) with "(en)" ... "(fr)"; the letters would pass for IPA in the phoneme
+# vocabulary, so they are removed.
+_LANG_SWITCH = re.compile(r"\([a-z]{2,3}(?:-[a-z0-9]+)*\)")
 
 
 def synthesize(text: str, voice: Voice = Voice()) -> np.ndarray:

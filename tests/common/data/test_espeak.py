@@ -92,3 +92,9 @@ def test_concurrent_calls_are_serialised():
         assert abs(len(r) - len(expected)) < 0.01 * len(expected)
         n = min(len(r), len(expected)) // 256 * 256
         assert np.corrcoef(envelope(r, n), envelope(expected, n))[0, 1] > 0.95
+
+
+def test_language_switch_markers_are_removed():
+    # "weekend" makes the French voice switch to English rules mid-clause
+    ipa = espeak.phonemize("Nous partons ce weekend à la mer.", espeak.Voice("fr"))
+    assert ipa and "(" not in ipa and ")" not in ipa
