@@ -76,15 +76,26 @@ class SkipStats:
         self.skipped: collections.Counter[str] = collections.Counter()
         self.notes: collections.Counter[str] = collections.Counter()
 
+    # Sources carrying their load-time stats are pickled into grain worker processes;
+    # a lock cannot be pickled, so each copy gets its own.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"skipped": self.skipped, "notes": self.notes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._lock = threading.Lock()
+        self.skipped, self.notes = state["skipped"], state["notes"]
+
     def skip(self, marker: Skipped) -> None:
         with self._lock:
             self.skipped[marker.reason] += 1
         log.warning("skipping %s: %s%s", marker.path, marker.reason,
                     f" ({marker.detail})" if marker.detail else "")
 
-    def note(self, reason: str) -> None:
+    def note(self, reason: str, path: str = "") -> None:
         with self._lock:
             self.notes[reason] += 1
+        if path:
+            log.debug("fixed %s: %s", path, reason)
 
     @property
     def total_skipped(self) -> int:
@@ -106,9 +117,9 @@ def decode_record(rec: Mapping[str, Any], sample_rate: int,
 
     Returns a ``Skipped`` marker (``mode="skip"``) or raises ``BadInputError``
     (``mode="strict"``) when the file is missing, unreadable, empty, has NaN/Inf, is
-    silent, or is too short/long after resampling. A record with non-empty
-    ``audio_bytes`` (an encoded file, as hub datasets store audio) is decoded from those
-    bytes; ``audio_path`` then only names it in messages.
+    silent, or is too short/long after resampling (a 0-byte file or ``audio_bytes`` is
+    "empty"). A record with an ``audio_bytes`` entry (an encoded file, as hub datasets
+    store audio) is decoded from those bytes; ``audio_path`` then only names it.
     """
     path = str(rec["audio_path"])
 
@@ -123,12 +134,17 @@ def decode_record(rec: Mapping[str, Any], sample_rate: int,
     blob = rec.get("audio_bytes")
     try:
         # Hub datasets carry the encoded file in the record instead of a local path.
-        src = io.BytesIO(blob) if blob else path
+        src = io.BytesIO(blob) if blob is not None else path
         data, sr = sf.read(src, dtype="float32", always_2d=True)
     except FileNotFoundError:
         return bad("missing")
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError, OSError) as e:
-        return bad("missing" if not os.path.exists(path) else "unreadable", str(e))
+        if blob is None and not os.path.exists(path):
+            return bad("missing", str(e))
+        # libsndfile calls a 0-byte file "Format not recognised"; say what it is.
+        if (len(blob) if blob is not None else os.path.getsize(path)) == 0:
+            return bad("empty", "0 bytes")
+        return bad("unreadable", str(e))
     if data.shape[0] == 0:
         return bad("empty", "zero audio frames")
     nonfinite = int(data.size - np.count_nonzero(np.isfinite(data)))
@@ -136,13 +152,13 @@ def decode_record(rec: Mapping[str, Any], sample_rate: int,
         return bad("nonfinite", f"{nonfinite} NaN/Inf samples")
     if data.shape[1] > 1:
         if stats is not None:
-            stats.note("downmixed")
+            stats.note("downmixed", path)
         wav = data.mean(axis=1, dtype=np.float32)
     else:
         wav = data[:, 0]
     if sr != sample_rate:
         if stats is not None:
-            stats.note("resampled")
+            stats.note("resampled", path)
         wav = resample(wav, sr, sample_rate)
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     if peak <= 10.0 ** (cfg.silence_dbfs / 20.0):
