@@ -1,0 +1,452 @@
+"""grain pipelines from a speech source to training batches.
+
+``make_pipeline(source, cfg)`` turns any random-access source of utterance records
+(``common.data.records``; a list works) into an iterator of host batches::
+
+    BatchPlan (index lists, common.data.batching)          grain.MapDataset.source
+      -> decode, mono, resample, loudness, crop, tokenise, left-pad   .map (in workers)
+      -> to_iter_dataset(ReadOptions) -> mp_prefetch(worker_count)
+      -> PipelineIterator (main process: skip counts, state)
+
+Batch (a dict of numpy arrays, leading axis this process's share of the global batch;
+``B = batch_size // process_count``):
+
+  audio            float32 [B, N, 1]  left-padded with zeros
+  audio_valid      bool    [B, N]
+  audio_lengths    int32   [B]        valid samples per row
+  valid_<hop>      bool    [B, N // hop] for each hop in ``frame_hops`` (last frames valid)
+  phonemes, text   int32   [B, L]     left-padded with 0, when a vocabulary is given
+  phonemes_valid, text_valid  bool [B, L]
+  speaker          int32   [B]        index into ``speakers``, when given
+  example_valid    bool    [B]        False for rows that pad the batch or were skipped
+
+Two modes. Segment (``segment_seconds``): every utterance is cropped to a fixed ``N``
+(shorter ones padded), batches of shuffled indices; for codecs. Whole utterances
+(``segment_seconds=None``): up to ``max_seconds``, batched by similar duration with
+``N`` padded up to a bucket boundary; for CTC and TTS, with tokenised transcripts.
+
+Determinism: the plan depends on (seed, epoch), crop positions and random gains on
+(seed, epoch, source index), and the pipeline maps one plan entry to one batch (a bad
+file becomes a padding row, never a missing batch: every process must step through the
+same global batches). So the iterator state is just a position; a restored iterator
+continues exactly, with any worker count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import grain
+import numpy as np
+import soundfile as sf
+
+from common.data import grain_utils
+from common.data.bad_input import (
+    BadInputConfig,
+    BadInputError,
+    Skipped,
+    SkipStats,
+    decode_record,
+)
+from common.data.batching import (
+    PAD_INDEX,
+    BatchPlan,
+    collate_audio,
+    hop_multiple,
+    left_pad_tokens,
+    round_up,
+)
+from common.data.records import DataError
+from common.data.transforms import (
+    SALT_CROP,
+    SALT_GAIN,
+    example_rng,
+    load_vocab,
+    normalize_loudness,
+    random_crop,
+    tokenize,
+)
+from common.data.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+STATS_KEY = "_skip_counts"  # reserved: skip counts travelling from workers to the main process
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """How a source becomes batches.
+
+    Attributes:
+      sample_rate: audio is resampled to this rate.
+      batch_size: GLOBAL batch size (a multiple of the process count).
+      segment_seconds: crop every utterance to this length (segment mode); None for
+        whole utterances (bucketed).
+      max_seconds: whole-utterance mode: the longest batch length.
+      long_utterances: longer than ``max_seconds``: "crop" (a random window) or "skip".
+      bucket_seconds: batch lengths in whole-utterance mode (``max_seconds`` is the last).
+      bucket_window: batches per window sorted by duration (larger: less padding, less
+        randomness in which utterances share a batch).
+      frame_hops: a ``valid_<hop>`` mask per hop; N is a multiple of all of them.
+      loudness_dbfs: RMS target in dBFS (None: leave levels alone).
+      peak_dbfs: loudness normalisation never raises a peak above this.
+      gain_db: (low, high) random gain in dB added to the target when training.
+      phoneme_vocab, text_vocab: the path of a saved ``Vocab`` to tokenise the
+        ``phonemes`` / ``text`` field; None: no tokens. A ``Vocab`` object also works in
+        code (typed ``str`` because the CLI and the saved config need a path).
+      pad_multiple: token length L is the batch's longest sequence rounded up to this.
+      max_tokens: fixed L instead (static shapes; required with several processes).
+      long_tokens: more than ``max_tokens``: "error" (naming the utterance) or "truncate".
+      token_bos_eos: frame token sequences with <bos> ... <eos>.
+      speakers: speaker ids; ``speaker`` is the index in this table.
+      seed: plan shuffles, crops and gains derive from it.
+      num_epochs: None: forever (reshuffled each epoch).
+      shuffle: shuffle indices and batches each epoch.
+      drop_remainder: training drops each epoch's last partial batch.
+      worker_count: grain worker processes (0: decode in this process).
+      read_threads: decode threads per process (0: synchronous).
+      prefetch_buffer: batches buffered per process.
+      bad_input: skip or fail on broken files.
+      process_index, process_count: this host's share (None: from jax).
+    """
+
+    sample_rate: int = 16000
+    batch_size: int = 8
+    segment_seconds: float | None = None
+    max_seconds: float = 10.0
+    long_utterances: Literal["crop", "skip"] = "crop"
+    bucket_seconds: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0)
+    bucket_window: int = 32
+    frame_hops: tuple[int, ...] = (320,)
+    loudness_dbfs: float | None = -20.0
+    peak_dbfs: float = -1.0
+    gain_db: tuple[float, float] | None = None
+    phoneme_vocab: str | None = None
+    text_vocab: str | None = None
+    pad_multiple: int = 16
+    max_tokens: int | None = None
+    long_tokens: Literal["error", "truncate"] = "error"
+    token_bos_eos: bool = False
+    speakers: tuple[str, ...] | None = None
+    seed: int = 0
+    num_epochs: int | None = None
+    shuffle: bool = True
+    drop_remainder: bool = True
+    worker_count: int = 0
+    read_threads: int = 2
+    prefetch_buffer: int = 2
+    bad_input: BadInputConfig = dataclasses.field(default_factory=BadInputConfig)
+    process_index: int | None = None
+    process_count: int | None = None
+
+    def __post_init__(self):
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(f"PipelineConfig.{msg}")
+
+        need(self.sample_rate > 0, f"sample_rate must be > 0, got {self.sample_rate}")
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.segment_seconds is None or self.segment_seconds > 0,
+             f"segment_seconds must be > 0 or None, got {self.segment_seconds}")
+        need(self.max_seconds > 0, f"max_seconds must be > 0, got {self.max_seconds}")
+        need(self.long_utterances in ("crop", "skip"),
+             f"long_utterances must be 'crop' or 'skip', got {self.long_utterances!r}")
+        need(list(self.bucket_seconds) == sorted(self.bucket_seconds)
+             and all(0 < b <= self.max_seconds for b in self.bucket_seconds),
+             f"bucket_seconds must be increasing, in (0, max_seconds={self.max_seconds}], "
+             f"got {self.bucket_seconds}")
+        need(self.bucket_window >= 1, f"bucket_window must be >= 1, got {self.bucket_window}")
+        need(all(int(h) == h and h >= 1 for h in self.frame_hops),
+             f"frame_hops must be positive integers, got {self.frame_hops}")
+        need(self.gain_db is None or (len(self.gain_db) == 2
+                                      and self.gain_db[0] <= self.gain_db[1]),
+             f"gain_db must be (low, high) with low <= high, got {self.gain_db}")
+        need(self.pad_multiple >= 1, f"pad_multiple must be >= 1, got {self.pad_multiple}")
+        need(self.max_tokens is None or self.max_tokens >= 1,
+             f"max_tokens must be >= 1 or None, got {self.max_tokens}")
+        need(self.long_tokens in ("error", "truncate"),
+             f"long_tokens must be 'error' or 'truncate', got {self.long_tokens!r}")
+        need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        need(self.num_epochs is None or self.num_epochs >= 1,
+             f"num_epochs must be >= 1 or None, got {self.num_epochs}")
+        need(min(self.worker_count, self.read_threads, self.prefetch_buffer) >= 0,
+             "worker_count, read_threads and prefetch_buffer must be >= 0")
+        need(not (self.segment_seconds is not None and self.tokenized),
+             "segment_seconds with phoneme_vocab/text_vocab: transcripts do not align with "
+             "random crops; use whole-utterance mode (segment_seconds=None) for tokens")
+
+    @property
+    def tokenized(self) -> bool:
+        return self.phoneme_vocab is not None or self.text_vocab is not None
+
+    @property
+    def hop_multiple(self) -> int:
+        return hop_multiple(self.frame_hops)
+
+    def seconds_to_length(self, seconds: float) -> int:
+        """Samples for ``seconds``, rounded up to a multiple of every hop."""
+        return round_up(max(1, round(seconds * self.sample_rate)), self.hop_multiple)
+
+
+# ---------------------------------------------------------------------------------------
+# Durations for the plan
+
+
+def _probe_seconds(rec: Mapping[str, Any]) -> float:
+    blob = rec.get("audio_bytes")
+    try:
+        return float(sf.info(io.BytesIO(blob) if blob else str(rec["audio_path"])).duration)
+    except (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError):
+        return 0.0  # unreadable: decoding will skip (and count) it
+
+
+def source_durations(source: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """float64 ``[len(source)]`` seconds: ``source.durations`` or each record's ``duration``;
+    unknown ones (< 0) are probed with ``soundfile.info`` (0 when unreadable)."""
+    durs = getattr(source, "durations", None)
+    if durs is not None:
+        out = np.asarray(durs, np.float64).copy()
+        if out.shape != (len(source),):
+            raise DataError(f"{type(source).__name__}.durations has shape {out.shape}, "
+                            f"expected ({len(source)},)")
+    else:
+        out = np.asarray([float(source[i].get("duration", -1.0)) for i in range(len(source))],
+                         np.float64)
+    unknown = np.flatnonzero(~(out >= 0))
+    if len(unknown):
+        log.info("probing the duration of %d of %d files", len(unknown), len(out))
+        for i in unknown:
+            out[i] = _probe_seconds(source[int(i)])
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# One plan entry -> one batch (runs in grain workers)
+
+
+class _Collate:
+    """Decode, normalise, crop, tokenise and left-pad the utterances of one plan entry."""
+
+    def __init__(self, source: Any, cfg: PipelineConfig, *, train: bool,
+                 phoneme_vocab: Vocab | None, text_vocab: Vocab | None):
+        self.source, self.cfg, self.train = source, cfg, train
+        self.vocabs = {k: v for k, v in (("phonemes", phoneme_vocab), ("text", text_vocab))
+                       if v is not None}
+        self.speakers = (None if cfg.speakers is None
+                         else {s: i for i, s in enumerate(cfg.speakers)})
+        self.max_len = cfg.seconds_to_length(cfg.max_seconds)
+
+    def _audio(self, rec: dict, n: int, epoch: int, index: int, stats: SkipStats
+               ) -> np.ndarray | None:
+        cfg = self.cfg
+        wav = rec["audio"]
+        if cfg.segment_seconds is None and wav.shape[0] > self.max_len:
+            if cfg.long_utterances == "skip":
+                stats.skip(Skipped(str(rec["audio_path"]), "too_long",
+                                   f"{wav.shape[0] / cfg.sample_rate:.1f} s > "
+                                   f"max_seconds {cfg.max_seconds}"))
+                return None
+        if cfg.loudness_dbfs is not None:
+            gain = 0.0
+            if self.train and cfg.gain_db is not None:
+                gain = float(example_rng(cfg.seed, epoch, index, SALT_GAIN).uniform(*cfg.gain_db))
+            wav = normalize_loudness(wav, cfg.loudness_dbfs, cfg.peak_dbfs, gain)
+        if wav.shape[0] > n:
+            if cfg.segment_seconds is None and wav.shape[0] <= self.max_len:
+                stats.note("cropped_to_bucket")  # its metadata duration was too short
+            wav = random_crop(wav, n, example_rng(cfg.seed, epoch, index, SALT_CROP))
+        return wav
+
+    def _tokens(self, rec: dict, field: str, stats: SkipStats) -> np.ndarray | None:
+        if not rec[field]:
+            path = str(rec["audio_path"])
+            if self.cfg.bad_input.mode == "strict":
+                raise BadInputError(path, "no_transcript", f"empty {field!r} field")
+            stats.skip(Skipped(path, "no_transcript", f"empty {field!r} field"))
+            return None
+        return tokenize(rec[field], self.vocabs[field], max_len=self.cfg.max_tokens,
+                        on_long=self.cfg.long_tokens, bos_eos=self.cfg.token_bos_eos,
+                        where=str(rec["id"]))
+
+    def __call__(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        cfg, epoch, n = self.cfg, int(item["epoch"]), int(item["length"])
+        stats = SkipStats()
+        rows: list[tuple[np.ndarray, dict[str, np.ndarray], int] | None] = []
+        for index in map(int, item["indices"]):
+            if index == PAD_INDEX:
+                rows.append(None)
+                continue
+            rec = decode_record(self.source[index], cfg.sample_rate, cfg.bad_input, stats)
+            if isinstance(rec, Skipped):
+                rows.append(None)
+                continue
+            wav = self._audio(rec, n, epoch, index, stats)
+            toks: dict[str, np.ndarray] = {}
+            for field in self.vocabs:
+                ids = None if wav is None else self._tokens(rec, field, stats)
+                if ids is None:  # skipped (and counted) once, whatever else is wrong
+                    wav = None
+                    break
+                toks[field] = ids
+            if wav is None:
+                rows.append(None)
+                continue
+            rows.append((wav, toks, self._speaker(rec)))
+        batch = collate_audio([r and r[0] for r in rows], n, cfg.frame_hops)
+        for field in self.vocabs:
+            seqs = [r and r[1][field] for r in rows]
+            longest = max((len(s) for s in seqs if s is not None), default=0)
+            length = cfg.max_tokens or round_up(max(longest, 1), cfg.pad_multiple)
+            batch[field], batch[f"{field}_valid"] = left_pad_tokens(seqs, length)
+        if self.speakers is not None:
+            batch["speaker"] = np.asarray([r[2] if r else 0 for r in rows], np.int32)
+        batch["example_valid"] = np.asarray([r is not None for r in rows], bool)
+        batch[STATS_KEY] = {"skipped": dict(stats.skipped), "notes": dict(stats.notes)}
+        return batch
+
+    def _speaker(self, rec: dict) -> int:
+        if self.speakers is None:
+            return 0
+        try:
+            return self.speakers[rec["speaker"]]
+        except KeyError:
+            raise DataError(f"{rec['id']}: speaker {rec['speaker']!r} is not in the speaker "
+                            f"table ({len(self.speakers)} speakers)") from None
+
+
+# ---------------------------------------------------------------------------------------
+# The main-process iterator
+
+
+class PipelineIterator:
+    """Host batches from a grain iterator, with skip counts and a JSON state.
+
+    ``get_state()`` is ``{"position": batches delivered, "plan": fingerprint, "skipped",
+    "notes"}``; ``set_state`` rebuilds the grain iterator at that position (the plan maps
+    positions to batches, so the state is the same for any worker count and for every
+    process). ``stats`` accumulates the skip counts of all workers.
+    """
+
+    def __init__(self, build: Callable[[int], Any], plan: BatchPlan, stats: SkipStats):
+        self._build, self.plan, self.stats = build, plan, stats
+        self._position = 0
+        self._it = build(0)
+
+    def __iter__(self) -> PipelineIterator:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch = next(self._it)
+        self._position += 1
+        counts = batch.pop(STATS_KEY)
+        with self.stats._lock:
+            self.stats.skipped.update(counts["skipped"])
+            self.stats.notes.update(counts["notes"])
+        return batch
+
+    def get_state(self) -> dict[str, Any]:
+        return {"position": self._position, "plan": self.plan.fingerprint,
+                "skipped": dict(self.stats.skipped), "notes": dict(self.stats.notes)}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        if not isinstance(state, Mapping) or "position" not in state:
+            raise ValueError(f"not a pipeline iterator state: {state!r:.200}")
+        if state.get("plan") != self.plan.fingerprint:
+            raise ValueError(f"iterator state is for another batch plan ({state.get('plan')}, "
+                             f"this pipeline has {self.plan.fingerprint}): the source, "
+                             "seed, batch size or bucketing changed since it was saved")
+        self.close()
+        self._position = int(state["position"])
+        self._it = self._build(self._position)
+        with self.stats._lock:
+            self.stats.skipped.clear()
+            self.stats.skipped.update(state.get("skipped", {}))
+            self.stats.notes.clear()
+            self.stats.notes.update(state.get("notes", {}))
+
+    def close(self) -> None:
+        """Stop worker processes (also done at garbage collection)."""
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+        self._it = iter(())  # drop buffered batches (shared memory) now, not at exit
+
+    def __enter__(self) -> PipelineIterator:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def make_pipeline(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig, *,
+                  train: bool = True) -> PipelineIterator:
+    """An iterator of host batches (see the module doc) over ``source``.
+
+    ``train=False`` reads one epoch in order, with the last batch padded
+    (``example_valid`` False), and no random gain: every utterance exactly once.
+    ``.stats`` starts from the source's ``load_stats`` when it has one (RecordSource).
+    """
+    if not train:
+        cfg = dataclasses.replace(cfg, num_epochs=1, shuffle=False, drop_remainder=False)
+    p_index, p_count = grain_utils.process_shard(cfg.process_index, cfg.process_count)
+    grain_utils.local_batch_size(cfg.batch_size, p_count)
+    if cfg.tokenized and cfg.max_tokens is None and p_count > 1:
+        raise ValueError("PipelineConfig.max_tokens must be set with several processes: each "
+                         "pads tokens to its own longest sequence, so shapes would differ")
+    stats = SkipStats()
+    loaded = getattr(source, "load_stats", None)  # e.g. RecordSource: files dropped at load
+    if isinstance(loaded, SkipStats):
+        stats.skipped.update(loaded.skipped)
+        stats.notes.update(loaded.notes)
+    plan_args = dict(process_index=p_index, process_count=p_count, seed=cfg.seed,
+                     shuffle=cfg.shuffle, num_epochs=cfg.num_epochs,
+                     drop_remainder=cfg.drop_remainder)
+    if cfg.segment_seconds is not None:
+        plan = BatchPlan(np.arange(len(source)), cfg.batch_size,
+                         length=cfg.seconds_to_length(cfg.segment_seconds), **plan_args)
+    else:
+        durations = source_durations(source)
+        keep = np.ones(len(source), bool)
+        if cfg.long_utterances == "skip":
+            keep = durations <= cfg.max_seconds
+            if (~keep).any():
+                stats.skipped["too_long"] += int((~keep).sum())
+                log.warning("skipping %d utterances longer than max_seconds=%s",
+                            int((~keep).sum()), cfg.max_seconds)
+        bounds = sorted({cfg.seconds_to_length(b) for b in cfg.bucket_seconds}
+                        | {cfg.seconds_to_length(cfg.max_seconds)})
+        plan = BatchPlan(np.flatnonzero(keep), cfg.batch_size,
+                         durations=np.minimum(durations[keep], cfg.max_seconds),
+                         boundaries=bounds, sample_rate=cfg.sample_rate,
+                         window_batches=cfg.bucket_window, **plan_args)
+    collate = _Collate(source, cfg, train=train,
+                       phoneme_vocab=load_vocab(cfg.phoneme_vocab),
+                       text_vocab=load_vocab(cfg.text_vocab))
+    read = grain.ReadOptions(num_threads=cfg.read_threads,
+                             prefetch_buffer_size=cfg.prefetch_buffer)
+    if cfg.worker_count > 0:
+        grain_utils.ensure_absl_flags_parsed()
+
+    def build(position: int) -> Any:
+        ds = grain.MapDataset.source(plan)
+        if position:
+            ds = ds[position:]
+        ds = ds.map(collate).to_iter_dataset(read)
+        if cfg.worker_count > 0:
+            ds = ds.mp_prefetch(grain.MultiprocessingOptions(
+                num_workers=cfg.worker_count,
+                per_worker_buffer_size=max(1, cfg.prefetch_buffer)),
+                worker_init_fn=grain_utils.worker_init)
+        return iter(ds)
+
+    return PipelineIterator(build, plan, stats)
+
+
+def iterate_eval(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig
+                 ) -> PipelineIterator:
+    """Every utterance of ``source`` once, in order, the last batch padded."""
+    return make_pipeline(source, cfg, train=False)
