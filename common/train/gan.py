@@ -96,6 +96,18 @@ class GANState:
     started: jax.Array  # bool []: the discriminator has started (latched)
 
 
+def _disc_pair(disc_fn: DiscFn, disc: nnx.Module, a: jax.Array, b: jax.Array):
+    """``disc_fn`` on ``a`` and ``b`` as one batch ``[a; b]``, split back: one trace and
+    one launch of every discriminator layer instead of two (discriminators here hold no
+    batch statistics, so the halves do not interact)."""
+    n = a.shape[0]
+    logits, feats = disc_fn(disc, jnp.concatenate([a, b], axis=0))
+    first = lambda x: x[:n]
+    second = lambda x: x[n:]
+    return ((jax.tree.map(first, logits), jax.tree.map(first, feats)),
+            (jax.tree.map(second, logits), jax.tree.map(second, feats)))
+
+
 def _norm_of(tree: Any, pattern: str) -> jax.Array:
     if not pattern:
         return optax.tree.norm(tree)
@@ -139,8 +151,8 @@ def make_gan_step(
         def gen_losses(params):
             gen = merge(gen_graphdef, state.gen, params)
             fake, real, rec, rec_metrics = gen_fn(gen, batch, k_gen)
-            logits_f, feats_f = disc_fn(disc, noisy(k_fake, fake))
-            _, feats_r = disc_fn(disc, noisy(k_real, real))
+            (logits_f, feats_f), (_, feats_r) = _disc_pair(
+                disc_fn, disc, noisy(k_fake, fake), noisy(k_real, real))
             adv, adv_m = g_adv_loss(logits_f)
             fm, fm_m = feature_matching_loss(feats_r, feats_f)
             per_disc = {**{f"adv/{k}": v for k, v in adv_m.items() if k != "loss"},
@@ -171,8 +183,8 @@ def make_gan_step(
 
         def disc_loss(params):
             d = merge(disc_graphdef, state.disc, params)
-            logits_r, _ = disc_fn(d, noisy(k_real, real_sg))
-            logits_f, _ = disc_fn(d, noisy(k_fake, fake_sg))
+            (logits_r, _), (logits_f, _) = _disc_pair(
+                disc_fn, d, noisy(k_real, real_sg), noisy(k_fake, fake_sg))
             loss, m = d_adv_loss(logits_r, logits_f)
             if cfg.r1_weight:
                 r1, r1_m = r1_penalty(lambda x: disc_fn(d, x)[0], real_sg)

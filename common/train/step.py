@@ -95,22 +95,29 @@ def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, rest: Any,
     """
     finite = jnp.isfinite(loss) & _all_finite(grads)
     keep = finite & jnp.asarray(enabled)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
 
-    def select(new, old):
-        return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
+    # One conditional rather than a jnp.where per leaf: per-leaf selects on a predicate
+    # that reduces over every gradient make XLA's CPU compile several times slower
+    # (48 s instead of 9 s for the alpha codec), and a skipped update costs nothing.
+    def update(_):
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return (optax.apply_updates(state.params, updates), opt_state, rest,
+                optax.tree.norm(updates).astype(jnp.float32))
 
+    def skip(_):
+        return state.params, state.opt_state, state.rest, jnp.zeros((), jnp.float32)
+
+    params, opt_state, rest, update_norm = jax.lax.cond(keep, update, skip, None)
     new_state = TrainState(
         step=state.step + 1,
-        params=select(params, state.params),
-        rest=select(rest, state.rest),
-        opt_state=select(opt_state, state.opt_state),
+        params=params,
+        rest=rest,
+        opt_state=opt_state,
         rng=state.rng,
         nonfinite_run=jnp.where(finite, 0, state.nonfinite_run + 1),
         nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
     )
-    metrics = dict(grad_norm=optax.tree.norm(grads), update_norm=optax.tree.norm(updates),
+    metrics = dict(grad_norm=optax.tree.norm(grads), update_norm=update_norm,
                    skipped=(~finite).astype(jnp.float32))
     return new_state, metrics
 
