@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -92,6 +93,19 @@ class TrainResult:
     stopped_by_signal: bool
     state: Any
     program: Program
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
+    """Keep compiled XLA programs on disk (``$TRC_CACHE_DIR/jax``, default
+    ``~/.cache/trc/jax``), so a resumed or repeated run skips recompiling its steps.
+    ``JAX_COMPILATION_CACHE_DIR``, when set, wins. Entry points call this; tests don't."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    root = Path(path) if path is not None else Path(
+        os.environ.get("TRC_CACHE_DIR") or Path.home() / ".cache" / "trc") / "jax"
+    jax.config.update("jax_compilation_cache_dir", str(root))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return root
 
 
 def resolve_run_dir(cfg: TrainConfig) -> Path:

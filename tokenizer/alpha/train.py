@@ -1,0 +1,68 @@
+"""Train the alpha codec: ``python -m tokenizer.alpha.train [--preset tiny|small|base]
+[--config FILE] [--any.config.field VALUE ...]``.
+
+With no arguments: the ``tiny`` preset on the embedded espeak corpus (built into the
+cache on first use), on whatever devices JAX sees; a checkpoint, ``config.json`` and
+W&B offline logs (scalars, audio before/after, spectrograms) land in ``runs/<name>``.
+``--train.resume`` continues the newest run exactly (weights, both optimizers, data
+position); SIGTERM saves a checkpoint first. Examples::
+
+    python -m tokenizer.alpha.train --preset small --train.mesh.data -1
+    python -m tokenizer.alpha.train --data.source.kind folder --data.source.path DIR \\
+        --data.phoneme-vocab vocab.json
+    python -m tokenizer.alpha.train --train.resume --train.steps 500
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from common.train.config import parse_config
+from common.train.loop import TrainResult, enable_compilation_cache, train
+from common.train.mesh import maybe_initialize_distributed
+from tokenizer.alpha.config import PRESETS, AlphaConfig
+from tokenizer.alpha.data import first_batch, make_data, resolve_data
+from tokenizer.alpha.model import bitrate
+from tokenizer.alpha.training import build_program, log_examples, summarize
+
+log = logging.getLogger("tokenizer.alpha.train")
+
+
+def run(cfg: AlphaConfig) -> TrainResult:
+    """Train with a complete config (resolves the data-dependent fields first)."""
+    cfg = resolve_data(cfg)
+    log.info("alpha codec: %.0f Hz frames, %.0f bit/s", cfg.frame_rate, bitrate(cfg))
+    train_data, eval_data = make_data(cfg)
+    examples = first_batch(eval_data)
+
+    def on_log(step, codec, metrics, logger):
+        if logger.should_log_media(step) or step == cfg.train.steps:
+            log_examples(step, codec, examples, logger, cfg)
+
+    try:
+        return train(cfg.train, program=build_program(cfg), train_data=train_data,
+                     eval_data=eval_data, config=cfg,
+                     samples_per_step=cfg.data.batch_size, on_log=on_log)
+    finally:
+        train_data.close()
+
+
+def main(argv: Sequence[str] | None = None) -> TrainResult:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save chatter
+    maybe_initialize_distributed()
+    enable_compilation_cache()
+    cfg = parse_config(AlphaConfig, PRESETS, argv, description=__doc__)
+    result = run(cfg)
+    what = "stopped (checkpoint saved)" if result.stopped_by_signal else "done"
+    print(f"{what} at step {result.step}: {summarize(result.history)}\n"
+          f"run directory: {result.run_dir} (checkpoints in {result.run_dir}/checkpoints, "
+          f"W&B offline logs in {result.run_dir}/wandb, config.json)", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
