@@ -33,7 +33,7 @@ import hashlib
 import importlib.util
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -366,7 +366,7 @@ class Augment:
 # The pipeline
 
 
-class ImageIterator:
+class ImageIterator(grain_utils.PositionIterator):
     """Batches from a grain iterator; JSON state ``{"position", "config"}``.
 
     ``position`` counts the batches delivered; ``set_state`` rebuilds the grain iterator
@@ -376,44 +376,9 @@ class ImageIterator:
     ``num_epochs`` or worker count is fine).
     """
 
-    def __init__(self, build: Callable[[int], Any], fingerprint: str):
-        self._build, self.fingerprint = build, fingerprint
-        self._position = 0
-        self._it = build(0)
-
-    def __iter__(self) -> ImageIterator:
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        batch = next(self._it)
-        self._position += 1
-        return batch
-
-    def get_state(self) -> dict[str, Any]:
-        return {"position": self._position, "config": self.fingerprint}
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        if not isinstance(state, Mapping) or "position" not in state:
-            raise ValueError(f"not an image iterator state: {state!r:.200}")
-        if state.get("config") != self.fingerprint:
-            raise ValueError(f"image iterator state is for another pipeline "
-                             f"({state.get('config')}, this one is {self.fingerprint}): the "
-                             "source, seed, size, augmentation or batching changed")
-        self.close()
-        self._position = int(state["position"])
-        self._it = self._build(self._position)
-
-    def close(self) -> None:
-        """Stop worker processes (also done at garbage collection)."""
-        close = getattr(self._it, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> ImageIterator:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    fingerprint_key = "config"
+    what = "image iterator"
+    _mismatch_hint = "the source, seed, size, augmentation or batching changed"
 
 
 def _fingerprint(cfg: ImagePipelineConfig, p_index: int, p_count: int, n: int) -> str:

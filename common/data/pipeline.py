@@ -322,7 +322,7 @@ class _Collate:
 # The main-process iterator
 
 
-class PipelineIterator:
+class PipelineIterator(grain_utils.PositionIterator):
     """Host batches from a grain iterator, with skip counts and a JSON state.
 
     ``get_state()`` is ``{"position": batches delivered, "plan": fingerprint, "skipped",
@@ -331,55 +331,31 @@ class PipelineIterator:
     process). ``stats`` accumulates the skip counts of all workers.
     """
 
+    fingerprint_key = "plan"
+    what = "pipeline iterator"
+    fingerprint_of = "batch plan"
+    _mismatch_hint = "the source, seed, batch size or bucketing changed since it was saved"
+
     def __init__(self, build: Callable[[int], Any], plan: BatchPlan, stats: SkipStats):
-        self._build, self.plan, self.stats = build, plan, stats
-        self._position = 0
-        self._it = build(0)
+        self.plan, self.stats = plan, stats
+        super().__init__(build, plan.fingerprint)
 
-    def __iter__(self) -> PipelineIterator:
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        batch = next(self._it)
-        self._position += 1
+    def _on_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         counts = batch.pop(STATS_KEY)
         with self.stats._lock:
             self.stats.skipped.update(counts["skipped"])
             self.stats.notes.update(counts["notes"])
         return batch
 
-    def get_state(self) -> dict[str, Any]:
-        return {"position": self._position, "plan": self.plan.fingerprint,
-                "skipped": dict(self.stats.skipped), "notes": dict(self.stats.notes)}
+    def _extra_state(self) -> dict[str, Any]:
+        return {"skipped": dict(self.stats.skipped), "notes": dict(self.stats.notes)}
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        if not isinstance(state, Mapping) or "position" not in state:
-            raise ValueError(f"not a pipeline iterator state: {state!r:.200}")
-        if state.get("plan") != self.plan.fingerprint:
-            raise ValueError(f"iterator state is for another batch plan ({state.get('plan')}, "
-                             f"this pipeline has {self.plan.fingerprint}): the source, "
-                             "seed, batch size or bucketing changed since it was saved")
-        self.close()
-        self._position = int(state["position"])
-        self._it = self._build(self._position)
+    def _restore_extra(self, state: Mapping[str, Any]) -> None:
         with self.stats._lock:
             self.stats.skipped.clear()
             self.stats.skipped.update(state.get("skipped", {}))
             self.stats.notes.clear()
             self.stats.notes.update(state.get("notes", {}))
-
-    def close(self) -> None:
-        """Stop worker processes (also done at garbage collection)."""
-        close = getattr(self._it, "close", None)
-        if close is not None:
-            close()
-        self._it = iter(())  # drop buffered batches (shared memory) now, not at exit
-
-    def __enter__(self) -> PipelineIterator:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def make_pipeline(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig, *,
