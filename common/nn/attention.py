@@ -187,6 +187,21 @@ class KVCache:
             end=self.end + t,
         )
 
+    def keep_last(self, n: int) -> KVCache:
+        """Drop all but the newest ``n`` written entries, moving them to slots ``[0, n)``
+        (a sliding-window cache for unbounded streams: append a chunk, then keep the
+        window). Works on stacked ``[L, ...]`` caches too (every layer's ``end`` equal).
+        """
+        end = jnp.reshape(self.end, (-1,))[0]
+        shift = jnp.maximum(end - n, 0)
+        slots = self.valid.shape[-1]
+        roll = lambda a, axis: jnp.roll(a, -shift, axis=axis)
+        kept = jnp.arange(slots) < end - shift
+        return KVCache(k=roll(self.k, -3), v=roll(self.v, -3),
+                       positions=roll(self.positions, -1),
+                       valid=roll(self.valid, -1) & kept,
+                       end=jnp.full_like(self.end, end - shift))
+
 
 # ---------------------------------------------------------------------------------------
 # Module

@@ -246,7 +246,7 @@ class _ConvBase(nnx.Module):
             return weight_norm_kernel(self.weight_v[...], self.weight_g[...], self._g_axis)
         return self.kernel[...]
 
-    def _run(self, x: jax.Array, conv) -> jax.Array:
+    def _run(self, x: jax.Array, conv, add_bias: bool = True) -> jax.Array:
         nd = self.ndim
         if x.ndim < nd + 1 or x.shape[-1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects [..., *{nd} spatial, "
@@ -255,13 +255,18 @@ class _ConvBase(nnx.Module):
         lead, tail = x.shape[:x.ndim - nd - 1], x.shape[x.ndim - nd - 1:]
         xb = x.reshape((-1, *tail)) if lead else x[None]
         y = conv(xb.astype(dt), self.effective_kernel().astype(dt))
-        if self.bias is not None:
+        if add_bias and self.bias is not None:
             y = y + self.bias[...].astype(dt)
         return y.reshape(*lead, *y.shape[1:]) if lead else y[0]
 
     def _axis_padding(self, axis: int) -> Padding:
         # Causality is about time only: the other spatial axes are centred.
         return "same" if (self.padding == "causal" and axis > 0) else self.padding
+
+    def _check_streamable(self) -> None:
+        if self.ndim != 1 or self.padding != "causal":
+            raise ValueError(f"{type(self).__name__}: streaming needs a 1-D causal layer, "
+                             f"this one is {self.ndim}-D with padding {self.padding!r}")
 
 
 class Conv(_ConvBase):
@@ -315,6 +320,38 @@ class Conv(_ConvBase):
                 feature_group_count=self.groups)
 
         return self._run(x, conv)
+
+    # -- streaming (1-D causal): the layer's left context is carried between chunks --
+
+    def stream_context(self) -> int:
+        """Input samples of history a causal chunk needs (``Ke - s``, or 0)."""
+        return max(_effective(self.kernel_size[0], self.dilation[0]) - self.stride[0], 0)
+
+    def init_stream(self, batch: int, dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        """The state before the first chunk: ``[B, Ke - s, in]`` zeros, exactly the
+        causal left padding of the offline call."""
+        self._check_streamable()
+        return jnp.zeros((batch, self.stream_context(), self.in_channels), dtype)
+
+    def stream(self, x: jax.Array, state: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One chunk ``x [B, n, in]`` (n a multiple of the stride) -> ``([B, n / s, out],
+        state)``. Chunks concatenated give the offline causal output exactly."""
+        self._check_streamable()
+        s = self.stride[0]
+        if x.shape[1] % s:
+            raise ValueError(f"Conv.stream: chunk of {x.shape[1]} samples is not a multiple "
+                             f"of the stride {s}")
+        xx = jnp.concatenate([state.astype(x.dtype), x], axis=1)
+
+        def conv(xb, kernel):
+            return jax.lax.conv_general_dilated(
+                xb, kernel, window_strides=self.stride, padding=[(0, 0)],
+                rhs_dilation=self.dilation, dimension_numbers=_dimension_numbers(1),
+                feature_group_count=self.groups)
+
+        y = self._run(xx, conv)
+        ctx = self.stream_context()
+        return y, (xx[:, xx.shape[1] - ctx:] if ctx else state)
 
 
 class ConvTranspose(_ConvBase):
@@ -389,3 +426,40 @@ class ConvTranspose(_ConvBase):
                 dimension_numbers=_dimension_numbers(nd), feature_group_count=self.groups)
 
         return self._run(x, conv)
+
+    # -- streaming (1-D causal): the overlap-add tail is carried between chunks --
+
+    def stream_context(self) -> int:
+        """Output samples a chunk leaves for the next one to add (``Ke - s``, or 0)."""
+        return max(_effective(self.kernel_size[0], self.dilation[0]) - self.stride[0], 0)
+
+    def init_stream(self, batch: int, dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        """The state before the first chunk: a zero tail ``[B, Ke - s, out]``."""
+        self._check_streamable()
+        return jnp.zeros((batch, self.stream_context(), self.out_channels), dtype)
+
+    def stream(self, x: jax.Array, state: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One chunk ``x [B, n, in]`` -> ``([B, n * s, out], state)``: the chunk's full
+        output, its head plus the previous chunk's tail, the rest carried to the next
+        (bias added once per sample). Chunks concatenated give the offline causal output
+        exactly."""
+        self._check_streamable()
+        s, ke = self.stride[0], _effective(self.kernel_size[0], self.dilation[0])
+        n = x.shape[1]
+
+        def conv(xb, kernel):  # the untrimmed output, (n - 1) * s + Ke samples
+            return jax.lax.conv_general_dilated(
+                xb, self._forward_kernel(kernel), window_strides=(1,), padding=[(ke - 1,) * 2],
+                lhs_dilation=self.stride, rhs_dilation=self.dilation,
+                dimension_numbers=_dimension_numbers(1), feature_group_count=self.groups)
+
+        full = self._run(x, conv, add_bias=False)
+        ctx = self.stream_context()
+        if ctx:
+            full = full.at[:, :ctx].add(state.astype(full.dtype))
+            y, state = full[:, :n * s], full[:, n * s:]
+        else:  # Ke <= s: nothing overlaps; a short kernel leaves zeros (as offline)
+            y = jnp.pad(full, ((0, 0), (0, n * s - full.shape[1]), (0, 0)))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(y.dtype)
+        return y, state

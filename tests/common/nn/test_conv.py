@@ -495,3 +495,48 @@ def test_bad_arguments_fail_fast():
         Conv(4, 6, 3, groups=3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="expects"):
         Conv(4, 6, 3, rngs=nnx.Rngs(0))(jnp.zeros((1, 8, 5)))
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def _stream(layer, x, chunks):
+    """Run ``layer.stream`` over ``x`` cut into chunks of the given sizes."""
+    state, outs, start = layer.init_stream(x.shape[0]), [], 0
+    for n in chunks:
+        y, state = layer.stream(x[:, start:start + n], state)
+        outs.append(y)
+        start += n
+    assert start == x.shape[1]
+    return jnp.concatenate(outs, axis=1)
+
+
+@pytest.mark.parametrize("k,s,d,groups", [(7, 1, 1, 1), (7, 1, 3, 2), (8, 4, 1, 1),
+                                          (3, 1, 9, CIN), (1, 2, 1, 1), (4, 4, 1, 1)])
+def test_causal_conv_stream_matches_offline(k, s, d, groups, rng):
+    layer = Conv(CIN, COUT, k, stride=s, dilation=d, groups=groups, padding="causal",
+                 weight_norm=True, rngs=nnx.Rngs(0))
+    x = jnp.asarray(rng.standard_normal((B, 24 * s, CIN)), jnp.float32)
+    # Uneven chunks, some shorter than the receptive field.
+    got = _stream(layer, x, [s, 5 * s, 2 * s, 16 * s])
+    assert_close(got, layer(x), 1e-5)
+
+
+@pytest.mark.parametrize("k,s,d,groups", [(8, 4, 1, 1), (4, 2, 1, 2), (3, 1, 2, 1),
+                                          (2, 4, 1, 1), (10, 5, 1, 1)])
+def test_causal_conv_transpose_stream_matches_offline(k, s, d, groups, rng):
+    layer = ConvTranspose(CIN, COUT, k, stride=s, dilation=d, groups=groups,
+                          padding="causal", weight_norm=True, rngs=nnx.Rngs(0))
+    x = jnp.asarray(rng.standard_normal((B, 20, CIN)), jnp.float32)
+    got = _stream(layer, x, [1, 3, 7, 9])
+    assert_close(got, layer(x), 1e-5)
+
+
+def test_stream_needs_a_causal_1d_layer():
+    with pytest.raises(ValueError, match="1-D causal"):
+        Conv(CIN, COUT, 3, padding="same", rngs=nnx.Rngs(0)).init_stream(1)
+    with pytest.raises(ValueError, match="1-D causal"):
+        ConvTranspose(CIN, COUT, (2, 2), padding="causal", rngs=nnx.Rngs(0)).init_stream(1)
+    layer = Conv(CIN, COUT, 4, stride=2, padding="causal", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="multiple of the stride 2"):
+        layer.stream(jnp.zeros((1, 3, CIN)), layer.init_stream(1))
