@@ -4,6 +4,11 @@
 Dilations 1, 3, 9 in sequence give a receptive field of 55 samples per block at its rate.
 Every block takes the valid mask of its rate and zeros padded frames on the way out
 (``mask_utils``), so padding never leaks into valid frames.
+
+In causal mode every block also streams: ``init_stream(batch)`` gives the state before
+the first chunk (the convs' left contexts and transposed-conv tails) and
+``stream(x, state)`` runs one chunk, so that chunks concatenated equal the offline call
+on the whole unpadded signal.
 """
 
 from __future__ import annotations
@@ -39,6 +44,26 @@ class ResidualUnit(nnx.Module):
         y = self.conv2(self.act2(self.conv1(self.act1(x))))
         return apply_mask(x + y, valid)
 
+    def init_stream(self, batch: int) -> dict:
+        return {"conv1": self.conv1.init_stream(batch), "conv2": self.conv2.init_stream(batch)}
+
+    def stream(self, x: jax.Array, state: dict) -> tuple[jax.Array, dict]:
+        h, s1 = self.conv1.stream(self.act1(x), state["conv1"])
+        y, s2 = self.conv2.stream(self.act2(h), state["conv2"])
+        return x + y, {"conv1": s1, "conv2": s2}
+
+
+def _units_init(units, batch: int) -> list:
+    return [u.init_stream(batch) for u in units]
+
+
+def _units_stream(units, x: jax.Array, states: list) -> tuple[jax.Array, list]:
+    out = []
+    for unit, st in zip(units, states, strict=True):
+        x, st = unit.stream(x, st)
+        out.append(st)
+    return x, out
+
 
 class DownBlock(nnx.Module):
     """Residual units at ``cin`` channels, then a strided conv (kernel ``2 * stride``) to
@@ -58,6 +83,14 @@ class DownBlock(nnx.Module):
         for unit in self.units:
             x = unit(x, valid)
         return apply_mask(self.down(self.act(x)), valid_out)
+
+    def init_stream(self, batch: int) -> dict:
+        return {"units": _units_init(self.units, batch), "down": self.down.init_stream(batch)}
+
+    def stream(self, x: jax.Array, state: dict) -> tuple[jax.Array, dict]:
+        x, units = _units_stream(self.units, x, state["units"])
+        y, down = self.down.stream(self.act(x), state["down"])
+        return y, {"units": units, "down": down}
 
 
 class UpBlock(nnx.Module):
@@ -79,3 +112,11 @@ class UpBlock(nnx.Module):
         for unit in self.units:
             x = unit(x, valid_out)
         return x
+
+    def init_stream(self, batch: int) -> dict:
+        return {"up": self.up.init_stream(batch), "units": _units_init(self.units, batch)}
+
+    def stream(self, x: jax.Array, state: dict) -> tuple[jax.Array, dict]:
+        x, up = self.up.stream(self.act(x), state["up"])
+        x, units = _units_stream(self.units, x, state["units"])
+        return x, {"up": up, "units": units}

@@ -10,6 +10,10 @@ Decoder mirrors it: transformer -> conv (kernel 7) to ``decoder_channels`` -> on
 
 ``causal=True`` makes every conv causal and the attention causal (optionally windowed),
 so frame t depends only on samples up to the end of its hop: the streaming mode.
+``init_stream(batch, ...)`` / ``stream(x, state)`` run that mode chunk by chunk with the
+convs' contexts and the attention's keys and values carried in an explicit state;
+chunks concatenated equal the offline call on the whole (unpadded) signal, exactly while
+the attention sees no further back than ``context_frames`` (always, with a ``window``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from common.nn.activations import Snake
+from common.nn.attention import KVCache
 from common.nn.conv import Conv
 from common.nn.transformer import TransformerConfig, TransformerStack
 from tokenizer.alpha.components.blocks import DownBlock, UpBlock
@@ -78,6 +83,37 @@ class _LatentTransformer(nnx.Module):
         out = self.stack(h, positions=positions_from_valid(valid), valid=valid)
         return apply_mask(out.astype(h.dtype), valid)
 
+    def init_stream(self, batch: int, context_frames: int, max_chunk_frames: int) -> dict:
+        """A key/value cache for the last ``context_frames`` frames (the window, when
+        set) plus one chunk of up to ``max_chunk_frames``, and the next frame's position."""
+        if self.stack is None:
+            return {}
+        keep = self.stack.cfg.window or context_frames
+        return {"kv": self.stack.init_cache(batch, keep + max_chunk_frames, jnp.float32),
+                "pos": jnp.zeros((), jnp.int32)}
+
+    def stream(self, h: jax.Array, state: dict) -> tuple[jax.Array, dict]:
+        if self.stack is None:
+            return h, state
+        t = h.shape[1]
+        is_kv = lambda c: isinstance(c, KVCache)
+        slots = jax.tree.leaves(state["kv"], is_leaf=is_kv)[0].valid.shape[-1]
+        if t >= slots:
+            raise ValueError(f"a chunk of {t} frames does not fit the stream's attention "
+                             f"cache of {slots} slots: raise max_chunk_frames")
+        # Make room for this chunk first, dropping the oldest frames: with chunks of at
+        # most max_chunk_frames at least context_frames (or the window) stay visible.
+        kv = jax.tree.map(lambda c: c.keep_last(slots - t), state["kv"], is_leaf=is_kv)
+        pos = state["pos"] + jnp.arange(t)
+        out, kv = self.stack(h, positions=pos, valid=jnp.ones(h.shape[:2], bool), cache=kv)
+        return out.astype(h.dtype), {"kv": kv, "pos": state["pos"] + t}
+
+
+def _require_causal(cfg: ConvStackConfig) -> None:
+    if not cfg.causal:
+        raise ValueError("streaming needs a causal codec (codec.causal=True); this one "
+                         "looks ahead, so encode or decode whole files instead")
+
 
 class RawEncoder(nnx.Module):
     """``wav [B, N, 1]``, ``valid [B, N]`` -> ``(latents [B, N/hop, latent_dim],
@@ -109,6 +145,33 @@ class RawEncoder(nnx.Module):
         h = apply_mask(self.conv_out(self.act(h)), valids[-1])
         return self.transformer(h, valids[-1]), valids[-1]
 
+    def init_stream(self, batch: int, *, context_frames: int = 1500,
+                    max_chunk_frames: int = 64) -> dict:
+        """State before the first chunk; chunks may hold up to ``max_chunk_frames``
+        frames (``* hop`` samples)."""
+        _require_causal(self.cfg)
+        return {"conv_in": self.conv_in.init_stream(batch),
+                "blocks": [b.init_stream(batch) for b in self.blocks],
+                "conv_out": self.conv_out.init_stream(batch),
+                "transformer": self.transformer.init_stream(batch, context_frames,
+                                                            max_chunk_frames)}
+
+    def stream(self, wav: jax.Array, state: dict) -> tuple[jax.Array, dict]:
+        """``wav [B, n, 1]`` (n a multiple of the hop) -> ``(latents [B, n / hop, D],
+        state)``."""
+        if wav.shape[1] % self.cfg.hop:
+            raise ValueError(f"RawEncoder.stream: a chunk of {wav.shape[1]} samples is not "
+                             f"a multiple of the hop {self.cfg.hop}")
+        h, conv_in = self.conv_in.stream(wav, state["conv_in"])
+        blocks = []
+        for block, st in zip(self.blocks, state["blocks"], strict=True):
+            h, st = block.stream(h, st)
+            blocks.append(st)
+        h, conv_out = self.conv_out.stream(self.act(h), state["conv_out"])
+        h, tr = self.transformer.stream(h, state["transformer"])
+        return h, {"conv_in": conv_in, "blocks": blocks, "conv_out": conv_out,
+                   "transformer": tr}
+
 
 class RawDecoder(nnx.Module):
     """``latents [B, T, latent_dim]``, ``frame_valid [B, T]`` -> ``wav [B, T*hop, 1]``
@@ -137,3 +200,26 @@ class RawDecoder(nnx.Module):
             h = block(h, valid)
         wav = jnp.tanh(self.conv_out(self.act(h)).astype(jnp.float32))
         return apply_mask(wav, valid)
+
+    def init_stream(self, batch: int, *, context_frames: int = 1500,
+                    max_chunk_frames: int = 64) -> dict:
+        """State before the first chunk of up to ``max_chunk_frames`` latent frames."""
+        _require_causal(self.cfg)
+        return {"transformer": self.transformer.init_stream(batch, context_frames,
+                                                            max_chunk_frames),
+                "conv_in": self.conv_in.init_stream(batch),
+                "blocks": [b.init_stream(batch) for b in self.blocks],
+                "conv_out": self.conv_out.init_stream(batch)}
+
+    def stream(self, latents: jax.Array, state: dict) -> tuple[jax.Array, dict]:
+        """``latents [B, t, D]`` -> ``(wav [B, t * hop, 1], state)``."""
+        h, tr = self.transformer.stream(latents, state["transformer"])
+        h, conv_in = self.conv_in.stream(h, state["conv_in"])
+        blocks = []
+        for block, st in zip(self.blocks, state["blocks"], strict=True):
+            h, st = block.stream(h, st)
+            blocks.append(st)
+        y, conv_out = self.conv_out.stream(self.act(h), state["conv_out"])
+        wav = jnp.tanh(y.astype(jnp.float32))
+        return wav, {"transformer": tr, "conv_in": conv_in, "blocks": blocks,
+                     "conv_out": conv_out}
