@@ -100,7 +100,9 @@ class PipelineConfig:
         code (typed ``str`` because the CLI and the saved config need a path).
       pad_multiple: token length L is the batch's longest sequence rounded up to this.
       max_tokens: fixed L instead (static shapes; required with several processes).
-      long_tokens: more than ``max_tokens``: "error" (naming the utterance) or "truncate".
+      long_tokens: more than ``max_tokens``: "error" (naming the utterance), "truncate",
+        or "skip" (the utterance, counted as ``long_transcript``: a cut transcript would
+        be a wrong CTC target).
       token_bos_eos: frame token sequences with <bos> ... <eos>.
       speakers: speaker ids; ``speaker`` is the index in this table.
       seed: plan shuffles, crops and gains derive from it.
@@ -129,7 +131,7 @@ class PipelineConfig:
     text_vocab: str | None = None
     pad_multiple: int = 16
     max_tokens: int | None = None
-    long_tokens: Literal["error", "truncate"] = "error"
+    long_tokens: Literal["error", "truncate", "skip"] = "error"
     token_bos_eos: bool = False
     speakers: tuple[str, ...] | None = None
     seed: int = 0
@@ -168,8 +170,8 @@ class PipelineConfig:
         need(self.pad_multiple >= 1, f"pad_multiple must be >= 1, got {self.pad_multiple}")
         need(self.max_tokens is None or self.max_tokens >= 1,
              f"max_tokens must be >= 1 or None, got {self.max_tokens}")
-        need(self.long_tokens in ("error", "truncate"),
-             f"long_tokens must be 'error' or 'truncate', got {self.long_tokens!r}")
+        need(self.long_tokens in ("error", "truncate", "skip"),
+             f"long_tokens must be 'error', 'truncate' or 'skip', got {self.long_tokens!r}")
         need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         need(self.num_epochs is None or self.num_epochs >= 1,
              f"num_epochs must be >= 1 or None, got {self.num_epochs}")
@@ -268,9 +270,17 @@ class _Collate:
                 raise BadInputError(path, "no_transcript", f"empty {field!r} field")
             stats.skip(Skipped(path, "no_transcript", f"empty {field!r} field"))
             return None
-        return tokenize(rec[field], self.vocabs[field], max_len=self.cfg.max_tokens,
-                        on_long=self.cfg.long_tokens, bos_eos=self.cfg.token_bos_eos,
-                        where=str(rec["id"]))
+        skip = self.cfg.long_tokens == "skip"
+        ids = tokenize(rec[field], self.vocabs[field],
+                       max_len=None if skip else self.cfg.max_tokens,
+                       on_long="error" if skip else self.cfg.long_tokens,
+                       bos_eos=self.cfg.token_bos_eos, where=str(rec["id"]))
+        if skip and self.cfg.max_tokens is not None and ids.shape[0] > self.cfg.max_tokens:
+            stats.skip(Skipped(str(rec["audio_path"]), "long_transcript",
+                               f"{ids.shape[0]} {field} tokens > max_tokens "
+                               f"{self.cfg.max_tokens}"))
+            return None
+        return ids
 
     def __call__(self, item: Mapping[str, Any]) -> dict[str, Any]:
         cfg, epoch, n = self.cfg, int(item["epoch"]), int(item["length"])

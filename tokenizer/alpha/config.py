@@ -100,8 +100,9 @@ class DataConfig:
       max_seconds: the longest utterance; longer ones are skipped (counted) because the
         CTC stage needs whole transcripts. Utterances are batched whole, bucketed.
       bucket_seconds: bucket boundaries (each batch pads to the next: few shapes to jit).
-      max_tokens: fixed phoneme length (needed with several processes; None: the
-        batch's longest, rounded up to 16).
+      max_tokens: fixed phoneme length L of every batch; None: ``max_seconds`` x 40
+        symbols/s rounded up to 16 (static, so the step compiles once per audio bucket).
+        A transcript longer than L is skipped and counted.
       workers: grain worker processes (0: decode in the main process).
       loudness_dbfs: RMS loudness target (None: as recorded).
     """

@@ -10,8 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import jax
-
+from common.data.batching import round_up
 from common.data.pipeline import PipelineConfig, iterate_eval, make_pipeline
 from common.data.sources import open_source
 from common.data.vocab import Vocab
@@ -56,14 +55,18 @@ def pipeline_config(cfg: AlphaConfig) -> PipelineConfig:
     data = cfg.data
     use_ctc = cfg.quantizer.kind == "phoneme_bsq" and cfg.loss.ctc > 0 and data.phoneme_vocab
     max_tokens = data.max_tokens
-    if use_ctc and max_tokens is None and jax.process_count() > 1:
-        max_tokens = -(-int(data.max_seconds * PHONEMES_PER_SECOND) // 16) * 16
+    if use_ctc and max_tokens is None:
+        # A fixed phoneme length, not the batch's longest: the step's shapes then depend on
+        # the audio bucket alone, so it compiles once per bucket rather than again for each
+        # new transcript length (minutes each on a CPU); several processes need it anyway.
+        max_tokens = round_up(int(data.max_seconds * PHONEMES_PER_SECOND), 16)
     return PipelineConfig(
         sample_rate=cfg.sample_rate, batch_size=data.batch_size, segment_seconds=None,
         max_seconds=data.max_seconds, long_utterances="skip",
         bucket_seconds=data.bucket_seconds, frame_hops=(cfg.codec.hop,),
         loudness_dbfs=data.loudness_dbfs,
         phoneme_vocab=data.phoneme_vocab if use_ctc else None, max_tokens=max_tokens,
+        long_tokens="skip",
         seed=cfg.train.seed, worker_count=data.workers, bad_input=data.source.bad_input)
 
 

@@ -192,6 +192,15 @@ def test_tokens_and_speakers(corpus, tmp_path):
     trunc = list(iterate_eval(recs, dataclasses.replace(cfg, max_tokens=12,
                                                         long_tokens="truncate")))
     assert {b["text"].shape for b in trunc} == {(4, 12)}
+    # "skip": an over-long transcript drops its utterance (once, counted), the rest stay.
+    n_long = sum(max(len(tv.encode(r["text"])), len(pv.encode(r["phonemes"]))) > 30
+                 for r in recs)
+    assert 0 < n_long < len(recs)
+    it = iterate_eval(recs, dataclasses.replace(cfg, max_tokens=30, long_tokens="skip"))
+    kept = list(it)
+    assert {b["text"].shape for b in kept} == {(4, 30)}
+    assert sum(int(b["example_valid"].sum()) for b in kept) == len(recs) - n_long
+    assert dict(it.stats.skipped) == {"long_transcript": n_long}
     with pytest.raises(DataError, match="speaker 's2' is not in the speaker table"):
         list(iterate_eval(recs, dataclasses.replace(cfg, speakers=("s0", "s1"))))
 
