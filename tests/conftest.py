@@ -8,9 +8,16 @@ platform (accelerator numerics differ, e.g. TF32 matmuls), W&B off, quiet logs.
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The tests are bound by XLA compile time, not run time: LLVM's optimisation passes cost
+# a third of it and change no result (XLA's CPU backend does not use fast-math), so the
+# suite compiles at -O0. An XLA_FLAGS that sets either option already wins.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 _flags = os.environ.get("XLA_FLAGS", "")
+if "xla_backend_optimization_level" not in _flags:
+    _flags += " " + TEST_XLA_FLAGS
 if "xla_force_host_platform_device_count" not in _flags:
-    os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+    _flags += " --xla_force_host_platform_device_count=8"
+os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Keep each test process to its share of the cores when pytest-xdist runs several.
