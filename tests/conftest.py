@@ -35,3 +35,10 @@ jax.config.update("jax_default_matmul_precision", "highest")
 def rng() -> np.random.Generator:
     """A seeded numpy generator, fresh per test."""
     return np.random.default_rng(0)
+
+
+def pytest_collection_modifyitems(items):
+    """Grouped tests first (stable otherwise): an ``xdist_group`` shares an expensive
+    session fixture (the trained alpha run: minutes) on one worker, and started first it
+    overlaps with the rest of the suite instead of running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
