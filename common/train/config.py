@@ -61,12 +61,14 @@ def parse_config(
     *,
     default_preset: str = "tiny",
     description: str | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> Config:
     """Build a ``config_cls`` from ``--preset``, ``--config FILE`` and field overrides.
 
     Precedence, lowest first: the preset, the file, the command line. ``argv``
-    defaults to ``sys.argv[1:]``. Errors print a message naming the field and exit
-    with code 2, as tyro does.
+    defaults to ``sys.argv[1:]``. ``aliases`` maps short flags to dotted ones
+    (``{"--steps": "--train.steps"}``; ``--steps=5`` works too), listed in ``--help``.
+    Errors print a message naming the field and exit with code 2, as tyro does.
     """
     if not presets:
         raise ValueError("parse_config needs at least one preset")
@@ -76,6 +78,8 @@ def parse_config(
     if clash:
         raise ValueError(f"{config_cls.__name__} fields {sorted(clash)} clash with CLI options")
     argv = list(sys.argv[1:] if argv is None else argv)
+    aliases = dict(aliases or {})
+    argv = [_expand_alias(arg, aliases) for arg in argv]
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "trc"
 
     # First pass: only --preset / --config; everything else (including --help) is
@@ -106,11 +110,19 @@ def parse_config(
         f"'{default_preset}'); --config PATH applies a YAML/JSON file of overrides on top. "
         f"Defaults below are from {source}."
     )
+    if aliases:
+        desc += " Short flags: " + ", ".join(f"{k} = {v}" for k, v in aliases.items()) + "."
     # AvoidSubcommands: an ``X | None`` section whose default is set gets plain dotted
     # flags (``--ema.decay``) instead of tyro's ``ema:x`` subcommands; switching such a
     # section on or off is done by the preset or the file.
     return tyro.cli(config_cls, default=cfg, args=rest, prog=prog, description=desc,
                     config=(tyro.conf.AvoidSubcommands,))
+
+
+def _expand_alias(arg: str, aliases: Mapping[str, str]) -> str:
+    """``--steps`` -> ``--train.steps`` (and ``--steps=5`` -> ``--train.steps=5``)."""
+    flag, eq, value = arg.partition("=")
+    return aliases[flag] + eq + value if flag in aliases else arg
 
 
 @functools.cache

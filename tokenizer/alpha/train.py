@@ -5,12 +5,14 @@ With no arguments: the ``tiny`` preset on the embedded espeak corpus (built into
 cache on first use), on whatever devices JAX sees; a checkpoint, ``config.json`` and
 W&B offline logs (scalars, audio before/after, spectrograms) land in ``runs/<name>``.
 ``--train.resume`` continues the newest run exactly (weights, both optimizers, data
-position); SIGTERM saves a checkpoint first. Examples::
+position); SIGTERM saves a checkpoint first. Short flags: ``--resume``, ``--steps N``,
+``--batch-size N``, ``--run-name NAME``, ``--bf16`` (the codec computes in bfloat16).
+Examples::
 
     python -m tokenizer.alpha.train --preset small --train.mesh.data -1
     python -m tokenizer.alpha.train --data.source.kind folder --data.source.path DIR \\
         --data.phoneme-vocab vocab.json
-    python -m tokenizer.alpha.train --train.resume --train.steps 500
+    python -m tokenizer.alpha.train --resume --steps 500
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from tokenizer.alpha.model import bitrate
 from tokenizer.alpha.training import build_program, log_examples, summarize
 
 log = logging.getLogger("tokenizer.alpha.train")
+
+ALIASES = {"--resume": "--train.resume", "--steps": "--train.steps",
+           "--batch-size": "--data.batch-size", "--run-name": "--train.run-name",
+           "--bf16": "--codec.dtype=bfloat16"}
 
 
 def run(cfg: AlphaConfig) -> TrainResult:
@@ -55,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save chatter
     maybe_initialize_distributed()
     enable_compilation_cache()
-    cfg = parse_config(AlphaConfig, PRESETS, argv, description=__doc__)
+    cfg = parse_config(AlphaConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
     result = run(cfg)
     what = "stopped (checkpoint saved)" if result.stopped_by_signal else "done"
     print(f"{what} at step {result.step}: {summarize(result.history)}\n"

@@ -307,3 +307,13 @@ def test_help_shows_preset_defaults(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--model.dim" in out and "64" in out and "--preset" in out and "small" in out
+
+
+def test_aliases_expand_to_dotted_fields(capsys):
+    aliases = {"--width": "--model.dim", "--half": "--bf16"}
+    cfg = parse_config(Top, PRESETS, ["--width", "16", "--half"], aliases=aliases)
+    assert cfg.model.dim == 16 and cfg.bf16
+    assert parse_config(Top, PRESETS, ["--width=32"], aliases=aliases).model.dim == 32
+    with pytest.raises(SystemExit):
+        parse_config(Top, PRESETS, ["--help"], aliases=aliases)
+    assert "--width = --model.dim" in capsys.readouterr().out

@@ -54,7 +54,7 @@ def test_resume_continues_exactly(alpha_corpus, alpha_cache, alpha_run, tmp_path
     first = run_train(train_flags(alpha_corpus, tmp_path, 2, "--train.run-name", "split"),
                       alpha_cache)
     assert first.startswith("done at step 2")
-    resumed = run_train(train_flags(alpha_corpus, tmp_path, 4, "--train.resume"), alpha_cache)
+    resumed = run_train(train_flags(alpha_corpus, tmp_path, 4, "--resume"), alpha_cache)
     assert resumed.startswith("done at step 4")
     assert f"run directory: {tmp_path / 'split'}" in resumed
     full, res = _final(full_out), _final(resumed)
