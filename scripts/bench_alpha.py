@@ -222,25 +222,34 @@ def main() -> None:
     print(f"backend: {backend}")
 
     train_rows, codec_rows = [], []
+    failed = []
     for name in args.presets:
         cfg = preset_config(name, args)
         codec = host = None
-        for phase in args.phases:
-            row, gen, batch = bench_train_step(name, cfg, phase, args.iters)
-            train_rows.append(row)
-            if codec is None:  # encode / decode use the first phase's generator
-                codec, host = gen, batch
-            print(f"  {name} {phase}: {row['step_ms']:.1f} ms/step", flush=True)
-        codec_rows += bench_codec(name, codec, host, args)
-        print(f"  {name}: encode/decode done", flush=True)
+        try:
+            for phase in args.phases:
+                row, gen, batch = bench_train_step(name, cfg, phase, args.iters)
+                train_rows.append(row)
+                if codec is None:  # encode / decode use the first phase's generator
+                    codec, host = gen, batch
+                print(f"  {name} {phase}: {row['step_ms']:.1f} ms/step", flush=True)
+            codec_rows += bench_codec(name, codec, host, args)
+            print(f"  {name}: encode/decode done", flush=True)
+        except jax.errors.JaxRuntimeError as e:  # e.g. out of memory: keep the other rows
+            msg = str(e).splitlines()[0][:160]
+            failed.append(f"{name}: {msg}")
+            print(f"  {name} failed: {msg} (try --batch-size / --seconds)", flush=True)
 
     bench.print_table(train_rows, f"alpha GAN train step (generator + discriminator, AdamW "
                                   f"each), state donated; {backend}")
     bench.print_table(codec_rows, f"alpha encode / decode, eval mode (rtf = compute s / "
                                   f"audio s; compile_s = first call); {backend}")
+    for line in failed:
+        print(f"failed: {line}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"backend": backend, "train_step": train_rows, "codec": codec_rows},
+            json.dump({"backend": backend, "train_step": train_rows, "codec": codec_rows,
+                       "failed": failed},
                       f, indent=2)
 
 
