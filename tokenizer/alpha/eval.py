@@ -41,7 +41,7 @@ from tokenizer.alpha import metrics as M
 from tokenizer.alpha.components.quantizers.base import usage_metrics
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.data import pipeline_config
-from tokenizer.alpha.inference import AlphaTokenizer
+from tokenizer.alpha.inference import AlphaTokenizer, add_run_args, setup_cli_logging
 from tokenizer.alpha.model import AlphaCodec, bitrate
 
 log = logging.getLogger("tokenizer.alpha.eval")
@@ -186,8 +186,7 @@ def print_report(report: dict, title: str) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tokenizer.alpha.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", default=None, help="run directory (default: newest under runs/)")
-    p.add_argument("--step", default=None, help="checkpoint step, 'latest' or 'best'")
+    add_run_args(p)
     p.add_argument("--split", default=None, help="split (default: the run's eval split)")
     p.add_argument("--source-kind", default=None,
                    help="evaluate another source: corpus, folder, ljspeech, libritts, ...")
@@ -202,12 +201,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    setup_cli_logging()
     args = parser().parse_args(argv)
-    step = args.step if args.step in (None, "latest", "best") else int(args.step)
-    tok = AlphaTokenizer.from_run(args.run, step=step)
+    tok = AlphaTokenizer.from_run(args.run, step=args.step)
     cfg, vocab = eval_config(tok.cfg, kind=args.source_kind, path=args.source_path,
                              batch_size=args.batch_size, max_seconds=args.max_seconds)
     split = cfg.data.eval_split if args.split is None else args.split

@@ -27,7 +27,13 @@ from tqdm import tqdm
 
 from common.audio.io import AudioLoadError, load_audio, save_audio
 from common.train.checkpoint import CheckpointError
-from tokenizer.alpha.inference import AlphaTokenizer, TokenFile, TokenFileError
+from tokenizer.alpha.inference import (
+    AlphaTokenizer,
+    TokenFile,
+    TokenFileError,
+    add_run_args,
+    setup_cli_logging,
+)
 
 log = logging.getLogger("tokenizer.alpha.infer")
 
@@ -99,9 +105,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("command", choices=("encode", "decode", "roundtrip"))
     p.add_argument("input", help="an audio file / .npz, or a folder of them")
     p.add_argument("output", help="output folder")
-    p.add_argument("--run", default=None, help="run directory (default: newest under runs/)")
-    p.add_argument("--step", default=None,
-                   help="checkpoint step, 'latest' (default) or 'best'")
+    add_run_args(p)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--stream", action="store_true",
                    help="chunked causal encode/decode (needs a codec trained causal)")
@@ -115,12 +119,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    setup_cli_logging()
     args = parser().parse_args(argv)
-    if args.step not in (None, "latest", "best"):
-        args.step = int(args.step)
     result = run(args)
     skipped = result["skipped"]
     print(f"{args.command}: wrote {len(result['written'])} files to {args.output} "

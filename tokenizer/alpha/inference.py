@@ -18,6 +18,7 @@ sizes, frame and sample rate, the model's config hash and the checkpoint step.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -289,4 +290,26 @@ class AlphaTokenizer:
             if progress is not None:
                 progress(len(idx))
         return out
+
+
+# ---------------------------------------------------------------------- CLI helpers
+
+
+def checkpoint_step(text: str) -> int | str:
+    """``--step`` values: an int, ``latest`` or ``best``."""
+    return text if text in ("latest", "best") else int(text)
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """``--run`` and ``--step``, as the infer and eval commands take them."""
+    p.add_argument("--run", default=None, help="run directory (default: newest under runs/)")
+    p.add_argument("--step", default=None, type=checkpoint_step,
+                   help="checkpoint step, 'latest' (default) or 'best'")
+
+
+def setup_cli_logging() -> None:
+    """INFO logs with timestamps for the alpha commands; orbax's per-call chatter off."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+    logging.getLogger("absl").setLevel(logging.WARNING)
 
