@@ -28,17 +28,20 @@ def _conv(cin: int, cout: int, k: int, *, causal: bool, weight_norm: bool, rngs:
 
 
 class ResidualUnit(nnx.Module):
-    """``x [B, T, C] -> [B, T, C]``."""
+    """``x [B, T, C] -> [B, T, C]``. ``groups`` splits the dilated conv (``groups=C``:
+    depthwise, as in SNAC); the 1x1 conv always mixes all channels."""
 
     def __init__(self, channels: int, dilation: int, *, kernel_size: int = 7,
-                 causal: bool = False, weight_norm: bool = True, dtype=None,
-                 rngs: nnx.Rngs):
+                 groups: int = 1, causal: bool = False, weight_norm: bool = True,
+                 kernel_init=None, dtype=None, rngs: nnx.Rngs):
+        kw = {} if kernel_init is None else {"kernel_init": kernel_init}
         self.act1 = Snake(channels, dtype=dtype, rngs=rngs)
-        self.conv1 = _conv(channels, channels, kernel_size, dilation=dilation, causal=causal,
-                           weight_norm=weight_norm, dtype=dtype, rngs=rngs)
+        self.conv1 = _conv(channels, channels, kernel_size, dilation=dilation, groups=groups,
+                           causal=causal, weight_norm=weight_norm, dtype=dtype, rngs=rngs,
+                           **kw)
         self.act2 = Snake(channels, dtype=dtype, rngs=rngs)
         self.conv2 = _conv(channels, channels, 1, causal=causal, weight_norm=weight_norm,
-                           dtype=dtype, rngs=rngs)
+                           dtype=dtype, rngs=rngs, **kw)
 
     def __call__(self, x: jax.Array, valid: jax.Array | None = None) -> jax.Array:
         y = self.conv2(self.act2(self.conv1(self.act1(x))))
