@@ -47,7 +47,6 @@ from flax import nnx
 from common.nn.activations import Snake
 from common.nn.conv import Conv, ConvTranspose
 from common.nn.linear import Linear
-from common.nn.norms import LayerNorm
 from tokenizer.snac.config import SnacModelConfig
 from tokenizer.snac.layers import LocalMHA
 from tokenizer.snac.model import SNAC
@@ -131,7 +130,7 @@ def load_state_dict(model: SNAC, sd: Mapping[str, np.ndarray]) -> SNAC:
     """Copy a PyTorch ``SNAC.state_dict()`` (name -> array) into ``model`` in place."""
     used: set[str] = set()
     for prefix, m in _pairs(model):
-        get = lambda *suffixes: _first(sd, [f"{prefix}.{s}" for s in suffixes], used)
+        get = lambda *suffixes, p=prefix: _first(sd, [f"{p}.{s}" for s in suffixes], used)
         if isinstance(m, Conv | ConvTranspose):
             g = get("parametrizations.weight.original0", "weight_g")
             v = get("parametrizations.weight.original1", "weight_v")

@@ -39,7 +39,7 @@ class CurriculumConfig:
 
     seconds: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
     batch_multipliers: tuple[int, ...] = (4, 2, 1, 1)
-    steps: tuple[int, ...] = (2000, 2000, 2000)
+    steps: tuple[int, ...] = (200, 200, 200)
 
     def __post_init__(self):
         n = len(self.seconds)
