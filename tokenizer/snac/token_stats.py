@@ -24,6 +24,10 @@ Definitions (``c_k``: count of code ``k`` over all files, ``N = sum_k c_k``,
 - repetition: the share of in-file positions ``t >= 1`` with ``x_t == x_{t-1}``; runs are
   maximal in-file blocks of one repeated code: mean run length ``N / #runs``, longest run.
 - BPE: see ``bpe``; compression ratio after ``m`` merges = tokens before / tokens after.
+
+On the flattened stream, usage, perplexity and Gini are over ``L * K`` codes of which the
+finer levels supply more tokens per frame (1, 2, 4 for strides 4, 2, 1), so uniformly
+used codebooks give Gini 0.31 there, not 0; compare levels with levels.
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ MIN_TOKENS_PER_CODE = 10
 HIGH_REPEAT_SHARE = 0.3
 # H(next|current) under half of H: the next code is largely predictable from the last.
 LOW_CONDITIONAL_SHARE = 0.5
+# The plug-in H(next|current) is biased low by ~(distinct bigrams) / (2 N ln 2) bits:
+# with fewer than this many bigrams per distinct one it mostly measures the sample size
+# (1e6 uniform random codes of 4096 would look 4 bits "predictable"), so it is not used.
+MIN_BIGRAMS_PER_DISTINCT = 5
 
 BPE_CHECKPOINTS = (100, 500, 1000)
 
@@ -429,12 +437,15 @@ def recommendation(report: TokenReport) -> str:
     if flat.bpe:
         best = max(flat.bpe["ratio"].values())
         at = max(report.bpe_checkpoints)
+        few = (f" (on only {flat.tokens} tokens for {flat.vocab_size} codes, merges of rare "
+               "pairs overstate the gain: check on more audio)"
+               if flat.tokens < MIN_TOKENS_PER_CODE * flat.vocab_size else "")
         if best >= BPE_WORTH_RATIO:
             out.append(f"BPE is worth trying: {flat.bpe['merges_done']} merges shorten the "
-                       f"flattened stream {best:.2f}x (>= {BPE_WORTH_RATIO}).")
+                       f"flattened stream {best:.2f}x (>= {BPE_WORTH_RATIO}){few}.")
         else:
             out.append(f"BPE is not worth it: at most {best:.2f}x shorter after up to {at} "
-                       f"merges (< {BPE_WORTH_RATIO}); model the raw codes.")
+                       f"merges (< {BPE_WORTH_RATIO}); model the raw codes{few}.")
     for s in report.levels:
         if s.tokens < MIN_TOKENS_PER_CODE * k:
             out.append(f"{s.name}: only {s.tokens} tokens for {k} codes; too few to judge "
@@ -453,11 +464,12 @@ def recommendation(report: TokenReport) -> str:
             out.append(f"{s.name}: {s.repeat_share:.0%} of positions repeat the previous "
                        f"code (mean run {s.mean_run:.2f}, longest {s.longest_run}): "
                        "run-length tokens or duration modelling would shorten it.")
-        if s.entropy_bits > 0 and s.cond_entropy_bits < LOW_CONDITIONAL_SHARE * s.entropy_bits:
+        enough = s.bigrams >= MIN_BIGRAMS_PER_DISTINCT * s.distinct_bigrams
+        if (enough and s.entropy_bits > 0
+                and s.cond_entropy_bits < LOW_CONDITIONAL_SHARE * s.entropy_bits):
             out.append(f"{s.name}: H(next|current) {s.cond_entropy_bits:.2f} of "
-                       f"{s.entropy_bits:.2f} bits: strongly predictable from the last code "
-                       "(an LM learns this; a bigram estimate may be optimistic on small "
-                       "data).")
+                       f"{s.entropy_bits:.2f} bits: the next code is largely predictable from "
+                       "the last (cheap for an LM; a delta or run-length coding may help).")
     if len(out) == (1 if flat.bpe else 0):
         out.append("Codebook usage and repetition look healthy.")
     return "\n".join(f"- {line}" for line in out)

@@ -1,6 +1,7 @@
 """SNAC token statistics against hand-computed cases (numpy only; the CLI test reads
 token files written with ``SnacTokenFile.save``, no model)."""
 
+import itertools
 import json
 from collections import Counter
 
@@ -22,7 +23,7 @@ def _naive_bpe(seqs, vocab, num, min_count=2):
     """Full recount per merge, greedy left to right: the definition ``bpe`` must match."""
     seqs, merges = [list(map(int, s)) for s in seqs], []
     for k in range(num):
-        c = Counter(p for s in seqs for p in zip(s, s[1:], strict=False))
+        c = Counter(p for s in seqs for p in itertools.pairwise(s))
         if not c or max(c.values()) < min_count:
             break
         best = max(c.values())
@@ -152,6 +153,9 @@ def test_recommendation_flags_dead_codes_and_repetition():
     assert "BPE is worth trying" in text
 
 
+# Slow only by its imports: SnacTokenFile's module pulls in flax, orbax and scipy.signal
+# (~6 s in a fresh process); the run itself takes milliseconds.
+@pytest.mark.slow
 def test_cli_on_token_files(tmp_path, rng, capsys):
     inference = pytest.importorskip("tokenizer.snac.inference")
     from tokenizer.snac import tokens
@@ -168,3 +172,11 @@ def test_cli_on_token_files(tmp_path, rng, capsys):
     d = json.loads(out.read_text())
     assert d["files"] == 3 and len(d["skipped"]) == 1 and d["run_dir"] is None
     assert set(d["streams"][-1]["bpe"]["ratio"]) == {"20"}
+
+
+def test_recommendation_predictability_needs_enough_bigrams(rng):
+    cycle = [[np.tile(np.arange(8), 50), np.tile(np.arange(16), 50)]]
+    assert "largely predictable" in recommendation(analyze(cycle, (2, 1), 16, merges=0))
+    # Random codes: the plug-in H(next|current) is low only through the small sample.
+    noise = [[rng.integers(0, 256, 200), rng.integers(0, 256, 400)]]
+    assert "predictable" not in recommendation(analyze(noise, (2, 1), 256, merges=0))
