@@ -60,7 +60,7 @@ def main() -> None:
             recon, codes = model(x)
             for lvl, c in enumerate(model.encode(x)):
                 results[f"codes_{i}_{lvl}"] = c.numpy().astype(np.int32)
-            assert all(torch.equal(a, b) for a, b in zip(codes, model.encode(x)))
+            assert all(torch.equal(a, b) for a, b in zip(codes, model.encode(x), strict=True))
             results[f"recon_{i}"] = recon[:, 0].numpy()
             results[f"decoded_{i}"] = model.decode(codes)[:, 0].numpy()
     np.savez(out / "outputs.npz", **results)

@@ -141,7 +141,7 @@ class AlphaConfig:
         return self.sample_rate / self.codec.hop
 
 
-def _adam(lr: float, warmup: int) -> OptimizerConfig:
+def dac_adamw(lr: float, warmup: int) -> OptimizerConfig:
     # DAC: AdamW(0.8, 0.99), lr 1e-4, exponential decay; clipping at 1e3 (ours 1e2).
     return OptimizerConfig(name="adamw", lr=lr, b1=0.8, b2=0.99, schedule="cosine",
                            warmup_steps=warmup, min_lr_ratio=0.1, clip_norm=100.0)
@@ -162,10 +162,10 @@ def tiny() -> AlphaConfig:
                                  stft_bands=((0.0, 0.25), (0.25, 0.5), (0.5, 1.0))),
         loss=LossConfig(mel_n_ffts=(64, 256, 1024), mel_n_mels=(10, 40, 80)),
         gan=GANConfig(disc_start_step=30),
-        disc_optim=_adam(1e-3, 0),
+        disc_optim=dac_adamw(1e-3, 0),
         data=DataConfig(batch_size=4, max_seconds=4.0, bucket_seconds=(4.0,)),
         train=TrainConfig(steps=steps, eval_every=steps, eval_batches=2,
-                          optim=_adam(1e-3, 5),
+                          optim=dac_adamw(1e-3, 5),
                           checkpoint=CheckpointConfig(every=30),
                           logging=LoggingConfig(log_every=10, audio_every=steps)),
     )
@@ -180,10 +180,10 @@ def small() -> AlphaConfig:
         disc=DiscriminatorConfig(mpd_channels=(16, 64, 256, 512),
                                  msd_channels=(16, 64, 256, 512), stft_channels=16),
         gan=GANConfig(disc_start_step=2000),
-        disc_optim=_adam(2e-4, 0),
+        disc_optim=dac_adamw(2e-4, 0),
         data=DataConfig(source=SourceConfig(corpus_hours=2.0), batch_size=16, workers=4),
         train=TrainConfig(steps=steps, eval_every=1000, eval_batches=8,
-                          optim=_adam(2e-4, 500),
+                          optim=dac_adamw(2e-4, 500),
                           checkpoint=CheckpointConfig(every=1000),
                           logging=LoggingConfig(log_every=50, audio_every=2000)),
     )
@@ -196,10 +196,10 @@ def base() -> AlphaConfig:
                               transformer_layers=4, transformer_heads=8, dtype="bfloat16"),
         quantizer=QuantizerConfig(num_bits=18, group_size=9),
         gan=GANConfig(disc_start_step=0),
-        disc_optim=_adam(1e-4, 0),
+        disc_optim=dac_adamw(1e-4, 0),
         data=DataConfig(source=SourceConfig(corpus_hours=20.0), batch_size=72, workers=8),
         train=TrainConfig(steps=steps, eval_every=5000, eval_batches=16,
-                          optim=_adam(1e-4, 1000),
+                          optim=dac_adamw(1e-4, 1000),
                           checkpoint=CheckpointConfig(every=5000),
                           logging=LoggingConfig(log_every=100, audio_every=10000)),
     )

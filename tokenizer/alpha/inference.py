@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,12 +28,18 @@ import jax
 import numpy as np
 from flax import nnx
 
-from common.data.transforms import normalize_loudness
 from common.train.checkpoint import Checkpointer, load_model
 from common.train.config import config_from_dict, config_to_dict
 from common.train.loop import TrainConfig, resolve_run_dir
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.model import AlphaCodec, code_streams
+from tokenizer.token_io import (
+    TokenFileError,
+    config_digest,
+    load_npz,
+    normalize_with_gain,
+    save_npz,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +49,10 @@ FORMAT_VERSION = 1
 MODEL_FIELDS = ("sample_rate", "codec", "quantizer")
 
 
-class TokenFileError(ValueError):
-    """A token file is unreadable or does not fit the codec; the message names it."""
-
-
 def model_hash(cfg: AlphaConfig, length: int = 12) -> str:
     """Digest of the model-defining config fields (``MODEL_FIELDS``)."""
     d = config_to_dict(cfg)
-    blob = json.dumps({k: d[k] for k in MODEL_FIELDS}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+    return config_digest({k: d[k] for k in MODEL_FIELDS}, length)
 
 
 def find_run(run: str | Path | None, runs_root: str | Path = "runs") -> Path:
@@ -85,26 +84,15 @@ class TokenFile:
     source: str = ""
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {k: v for k, v in dataclasses.asdict(self).items() if k != "codes"}
-        meta["format_version"] = FORMAT_VERSION
-        with path.open("wb") as f:  # a file object: np.savez would append .npz itself
-            np.savez(f, codes=self.codes.astype(np.int32), meta=np.asarray(json.dumps(meta)))
-        return path
+        return save_npz(path, {"codes": self.codes.astype(np.int32)}, meta, FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | Path) -> TokenFile:
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                codes, meta = np.asarray(z["codes"]), json.loads(str(z["meta"]))
-        except FileNotFoundError:
-            raise TokenFileError(f"{path}: no such file") from None
-        except (OSError, ValueError, KeyError) as e:
-            raise TokenFileError(f"{path}: not an alpha token file ({e})") from e
-        if meta.pop("format_version", None) != FORMAT_VERSION:
-            raise TokenFileError(f"{path}: token file format is not version {FORMAT_VERSION}")
+        arrays, meta = load_npz(path, "an alpha token file", FORMAT_VERSION)
+        if "codes" not in arrays:
+            raise TokenFileError(f"{path}: not an alpha token file (no codes array)")
+        codes = arrays["codes"]
         if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
             raise TokenFileError(f"{path}: codes must be integer [T, S], got "
                                  f"{codes.dtype} {codes.shape}")
@@ -174,13 +162,7 @@ class AlphaTokenizer:
         wav = np.asarray(wav, np.float32)
         if wav.ndim != 1 or wav.size == 0:
             raise ValueError(f"expected a non-empty mono waveform [N], got shape {wav.shape}")
-        gain_db = 0.0
-        if self.loudness_dbfs is not None:
-            scaled = normalize_loudness(wav, self.loudness_dbfs)
-            peak_in, peak_out = np.abs(wav).max(), np.abs(scaled).max()
-            if peak_in > 0:
-                gain_db = float(20 * np.log10(peak_out / peak_in))
-            wav = scaled
+        wav, gain_db = normalize_with_gain(wav, self.loudness_dbfs)
         return np.pad(wav, (0, _round_up(wav.size, self.hop) - wav.size)), gain_db
 
     def _batches(self, n: int, lengths: Sequence[int]) -> list[list[int]]:

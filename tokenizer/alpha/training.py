@@ -74,13 +74,21 @@ def log_examples(step: int, codec: AlphaCodec, batch: Mapping[str, np.ndarray], 
     valid = jnp.asarray(batch["audio_valid"][:n])
     recon = np.asarray(nnx.jit(lambda c, w, v: c(w, v).recon)(codec, wav, valid))
     codec.train()
-    for i in range(min(n, wav.shape[0])):
-        keep = np.asarray(valid[i])
+    log_reconstructions(step, logger, np.asarray(wav), recon, np.asarray(valid),
+                        cfg.sample_rate)
+
+
+def log_reconstructions(step: int, logger, real: np.ndarray, recon: np.ndarray,
+                        valid: np.ndarray, sample_rate: int) -> None:
+    """Log ``audio/<i>_real|recon`` and their log-mel spectrograms ``mel/<i>_...`` for
+    each row of ``real, recon [B, N, 1]``, padding (``valid [B, N]`` False) cut off."""
+    for i in range(real.shape[0]):
+        keep = np.asarray(valid[i], bool)
         if not keep.any():
             continue
-        for name, x in (("real", np.asarray(wav[i, keep, 0])), ("recon", recon[i, keep, 0])):
-            logger.log_audio(step, f"audio/{i}_{name}", x, cfg.sample_rate)
-            mel = log_mel_spectrogram(jnp.asarray(x), sr=cfg.sample_rate,
+        for name, x in (("real", real[i, keep, 0]), ("recon", recon[i, keep, 0])):
+            logger.log_audio(step, f"audio/{i}_{name}", x, sample_rate)
+            mel = log_mel_spectrogram(jnp.asarray(x), sr=sample_rate,
                                       n_fft=1024, hop_length=256, n_mels=80)
             logger.log_spectrogram(step, f"mel/{i}_{name}", np.asarray(mel))
 

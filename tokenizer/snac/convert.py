@@ -168,7 +168,8 @@ def _linear(m: Linear, w: np.ndarray, name: str) -> None:
 
 def to_state_dict(model: SNAC) -> dict[str, np.ndarray]:
     """Our weights as the PyTorch package's state dict (weight-norm parametrisations),
-    e.g. to hand a fine-tuned model back to ``snac.SNAC.load_state_dict``."""
+    C-contiguous numpy arrays, e.g. to hand a fine-tuned model back to
+    ``snac.SNAC.load_state_dict`` or to save as safetensors."""
     sd: dict[str, np.ndarray] = {}
     for prefix, m in _pairs(model):
         if isinstance(m, Conv | ConvTranspose):
@@ -189,7 +190,9 @@ def to_state_dict(model: SNAC) -> dict[str, np.ndarray]:
                 1.0 / 10000 ** (np.arange(0, 64, 2, dtype=np.float32) / 64))
         else:
             sd[f"{prefix}.weight"] = np.asarray(m.codebook[...])
-    return sd
+    # C-contiguous copies: savers like safetensors write an array's buffer as it lies,
+    # and the transposed kernels would otherwise come out scrambled.
+    return {k: np.ascontiguousarray(v) for k, v in sd.items()}
 
 
 def find_weights(src: str | Path, config: str | Path | None = None

@@ -14,8 +14,6 @@ one padded length share a jitted batch, and the codes are cut to the waveform's 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,12 +22,18 @@ import jax
 import numpy as np
 from flax import nnx
 
-from common.data.transforms import normalize_loudness
 from common.train.checkpoint import Checkpointer, load_model
 from common.train.config import config_from_dict, config_to_dict
-from tokenizer.alpha.inference import TokenFileError, find_run
+from tokenizer.alpha.inference import find_run
 from tokenizer.snac.model import SNAC
 from tokenizer.snac.train_config import SnacConfig
+from tokenizer.token_io import (
+    TokenFileError,
+    config_digest,
+    load_npz,
+    normalize_with_gain,
+    save_npz,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,7 @@ def model_hash(cfg: SnacConfig, length: int = 12) -> str:
     of two runs with the same hash fit each other's decoder shapes."""
     d = config_to_dict(cfg)["model"]
     d.pop("dtype", None)
-    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+    return config_digest(d, length)
 
 
 @dataclasses.dataclass
@@ -60,28 +63,17 @@ class SnacTokenFile:
     source: str = ""
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {k: v for k, v in dataclasses.asdict(self).items() if k != "codes"}
-        meta["format_version"] = FORMAT_VERSION
         arrays = {f"codes_{i}": np.asarray(c, np.int32) for i, c in enumerate(self.codes)}
-        with path.open("wb") as f:
-            np.savez(f, meta=np.asarray(json.dumps(meta)), **arrays)
-        return path
+        return save_npz(path, arrays, meta, FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | Path) -> SnacTokenFile:
-        path = Path(path)
+        arrays, meta = load_npz(path, "a SNAC token file", FORMAT_VERSION)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                codes = [np.asarray(z[f"codes_{i}"]) for i in range(len(meta["strides"]))]
-        except FileNotFoundError:
-            raise TokenFileError(f"{path}: no such file") from None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise TokenFileError(f"{path}: not a SNAC token file ({e})") from e
-        if meta.pop("format_version", None) != FORMAT_VERSION:
-            raise TokenFileError(f"{path}: token file format is not version {FORMAT_VERSION}")
+            codes = [arrays[f"codes_{i}"] for i in range(len(meta["strides"]))]
+        except (KeyError, TypeError) as e:
+            raise TokenFileError(f"{path}: not a SNAC token file (missing {e})") from e
         if any(c.ndim != 1 or not np.issubdtype(c.dtype, np.integer) for c in codes):
             raise TokenFileError(f"{path}: codes must be 1-D integer arrays")
         try:
@@ -143,12 +135,7 @@ class SnacTokenizer:
             w = np.asarray(w, np.float32)
             if w.ndim != 1 or w.size == 0:
                 raise ValueError(f"expected a non-empty mono waveform [N], got {w.shape}")
-            g = 0.0
-            if self.loudness_dbfs is not None:
-                scaled = normalize_loudness(w, self.loudness_dbfs)
-                if np.abs(w).max() > 0:
-                    g = float(20 * np.log10(np.abs(scaled).max() / np.abs(w).max()))
-                w = scaled
+            w, g = normalize_with_gain(w, self.loudness_dbfs)
             prepared.append(w)
             gains.append(g)
         out: list[list[np.ndarray] | None] = [None] * len(wavs)

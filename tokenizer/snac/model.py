@@ -85,6 +85,3 @@ class SNAC(nnx.Module):
         """One ``int [B, T_l]`` per level -> ``[B, T_0 * s_0 * hop, 1]`` float32."""
         return self.decoder(self.quantizer.from_codes(codes), key).astype(jnp.float32)
 
-
-def count_params(model: nnx.Module) -> int:
-    return sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -32,13 +32,12 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
 @dataclasses.dataclass
 class QuantizerOutput:
     """z_q ``[B, T, dim]``; codes: one ``int32 [B, T / s_l]`` per level; commitment and
-    codebook: ``[B]`` summed over levels; latents: each level's ``z_e [B, T/s_l, d]``."""
+    codebook: ``[B]`` summed over levels."""
 
     z_q: jax.Array
     codes: list[jax.Array]
     commitment: jax.Array
     codebook: jax.Array
-    latents: list[jax.Array]
 
 
 class VectorQuantize(nnx.Module):
@@ -96,18 +95,17 @@ class ResidualVectorQuantize(nnx.Module):
     def __call__(self, z: jax.Array) -> QuantizerOutput:
         z_q = jnp.zeros_like(z)
         residual = z
-        codes, latents = [], []
+        codes = []
         commitment = codebook = jnp.zeros((z.shape[0],), jnp.float32)
         for level in self.levels:
             zq_l, codes_l, z_e, entry = level(residual)
             z_q = z_q + zq_l
             residual = residual - zq_l
             codes.append(codes_l)
-            latents.append(z_e)
             z_e32, entry32 = z_e.astype(jnp.float32), entry.astype(jnp.float32)
             commitment += jnp.mean((z_e32 - jax.lax.stop_gradient(entry32)) ** 2, axis=(1, 2))
             codebook += jnp.mean((jax.lax.stop_gradient(z_e32) - entry32) ** 2, axis=(1, 2))
-        return QuantizerOutput(z_q, codes, commitment, codebook, latents)
+        return QuantizerOutput(z_q, codes, commitment, codebook)
 
     def from_codes(self, codes) -> jax.Array:
         """One ``int [B, T / s_l]`` per level -> ``z_q [B, T, dim]``."""

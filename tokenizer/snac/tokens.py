@@ -25,12 +25,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common.audio.io import AudioLoadError, load_audio
 from common.data.bad_input import Skipped, SkipStats, decode_record
 from common.data.sources import SourceConfig, open_source
-from common.train.checkpoint import CheckpointError
-from tokenizer.alpha.infer import AUDIO_SUFFIXES, _read_all, list_inputs
-from tokenizer.alpha.inference import TokenFileError, add_run_args, setup_cli_logging
+from tokenizer.alpha.inference import add_run_args, setup_cli_logging
+from tokenizer.cli import (
+    AUDIO_SUFFIXES,
+    CLI_ERRORS,
+    encode_loaded,
+    list_inputs,
+    read_all,
+    read_audio,
+)
 from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
 from tokenizer.snac.token_stats import BPE_CHECKPOINTS, TokenReport, analyze, recommendation
 
@@ -71,16 +76,14 @@ def load_tokens(args: argparse.Namespace) -> tuple[list[SnacTokenFile], list[str
     npz = list_inputs(src, (".npz",)) if src.is_file() or any(src.rglob("*.npz")) else []
     if npz:
         items = npz[:args.limit] if args.limit else npz
-        loaded, skipped = _read_all(items, SnacTokenFile.load, args.strict, "token files")
+        loaded, skipped = read_all(items, SnacTokenFile.load, args.strict, "token files")
         return [t for _, _, t in loaded], skipped, {"run_dir": None, "step": None}
     items = list_inputs(src, AUDIO_SUFFIXES)
     items = items[:args.limit] if args.limit else items
     tok = SnacTokenizer.from_run(args.run, step=args.step, batch_size=args.batch_size)
     sr = tok.cfg.model.sampling_rate
-    loaded, skipped = _read_all(items, lambda p: load_audio(p, sr)[0], args.strict, "audio")
-    files = _encode(tok, [w for _, _, w in loaded])
-    for (path, _, _), t in zip(loaded, files, strict=True):
-        t.source = str(path)
+    loaded, skipped = read_audio(items, sr, args.strict)
+    files = encode_loaded(tok, loaded)
     return files, skipped, {"run_dir": str(tok.run_dir), "step": tok.step}
 
 
@@ -156,5 +159,5 @@ def main(argv: Sequence[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except (AudioLoadError, TokenFileError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except CLI_ERRORS as e:
         sys.exit(f"error: {e}")

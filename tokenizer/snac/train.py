@@ -26,13 +26,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from common.audio import log_mel_spectrogram
 from common.train.config import parse_config
 from common.train.loop import TrainResult, enable_compilation_cache, train
 from common.train.mesh import maybe_initialize_distributed
 from tokenizer.alpha.data import first_batch
 from tokenizer.alpha.inference import setup_cli_logging
-from tokenizer.alpha.training import summarize
+from tokenizer.alpha.training import log_reconstructions, summarize
 from tokenizer.snac.train_config import PRESETS, SnacConfig
 from tokenizer.snac.training import build_program, initial_weights, make_data, resolve_data
 
@@ -40,22 +39,16 @@ log = logging.getLogger("tokenizer.snac.train")
 
 ALIASES = {"--resume": "--train.resume", "--steps": "--train.steps",
            "--batch-size": "--data.batch-size", "--run-name": "--train.run-name",
-           "--init-from": "--init-from", "--bf16": "--model.dtype=bfloat16"}
+           "--bf16": "--model.dtype=bfloat16"}
 SUMMARY_KEYS = ("wav_l1", "stft", "commitment", "gen/wav_l1", "gen/stft")
 
 
 def log_examples(step: int, codec, batch, logger, cfg: SnacConfig, n: int = 2) -> None:
     """Audio before/after and log-mel spectrograms of the first ``n`` utterances."""
-    wav = jnp.asarray(batch["audio"][:n])
-    recon = np.asarray(nnx.jit(lambda c, w: c(w).recon)(codec, wav))
-    sr = cfg.model.sampling_rate
-    for i in range(wav.shape[0]):
-        keep = np.asarray(batch["audio_valid"][i])
-        for name, x in (("real", np.asarray(wav[i, keep, 0])), ("recon", recon[i, keep, 0])):
-            logger.log_audio(step, f"audio/{i}_{name}", x, sr)
-            mel = log_mel_spectrogram(jnp.asarray(x), sr=sr, n_fft=1024, hop_length=256,
-                                      n_mels=80)
-            logger.log_spectrogram(step, f"mel/{i}_{name}", np.asarray(mel))
+    wav = np.asarray(batch["audio"][:n])
+    recon = np.asarray(nnx.jit(lambda c, w: c(w).recon)(codec, jnp.asarray(wav)))
+    log_reconstructions(step, logger, wav, recon, np.asarray(batch["audio_valid"][:n]),
+                        cfg.model.sampling_rate)
 
 
 def run(cfg: SnacConfig) -> TrainResult:

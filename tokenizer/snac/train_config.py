@@ -24,6 +24,7 @@ from common.train.logging import LoggingConfig
 from common.train.loop import TrainConfig
 from common.train.optim import OptimizerConfig
 from tokenizer.alpha.components.discriminators import DiscriminatorConfig
+from tokenizer.alpha.config import dac_adamw
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
 
 Part = Literal["encoder", "quantizer", "decoder"]
@@ -51,15 +52,6 @@ class CurriculumConfig:
         if len(self.steps) != n - 1 or (self.steps and min(self.steps) < 1):
             raise ValueError(f"curriculum.steps needs {n - 1} positive ints (every stage but "
                              f"the last), got {self.steps}")
-
-    def stage_at(self, step: int) -> int:
-        """The stage training step ``step`` (1-based) falls in."""
-        done = 0
-        for i, s in enumerate(self.steps):
-            done += s
-            if step <= done:
-                return i
-        return len(self.steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +138,6 @@ class SnacConfig:
         return {"encoder", "quantizer"} <= set(self.freeze)
 
 
-def _adam(lr: float, warmup: int, **kw) -> OptimizerConfig:
-    return OptimizerConfig(name="adamw", lr=lr, b1=0.8, b2=0.99, schedule="cosine",
-                           warmup_steps=warmup, min_lr_ratio=0.1, clip_norm=100.0, **kw)
-
-
 def tiny() -> SnacConfig:
     # Four short curriculum stages on a 2-core CPU: each new segment length compiles
     # the step once, so the stages are few and the segments short.
@@ -163,9 +150,9 @@ def tiny() -> SnacConfig:
         disc=DiscriminatorConfig(periods=(2, 3), mpd_channels=(4, 8), msd_scales=1,
                                  msd_channels=(4, 8), stft_ffts=(512,), stft_channels=4,
                                  stft_bands=((0.0, 0.5), (0.5, 1.0))),
-        disc_optim=_adam(1e-3, 0),
+        disc_optim=dac_adamw(1e-3, 0),
         data=SnacDataConfig(batch_size=2),
-        train=TrainConfig(steps=steps, eval_every=8, eval_batches=2, optim=_adam(1e-3, 2),
+        train=TrainConfig(steps=steps, eval_every=8, eval_batches=2, optim=dac_adamw(1e-3, 2),
                           checkpoint=CheckpointConfig(every=8),
                           logging=LoggingConfig(log_every=4, audio_every=steps)),
     )
@@ -179,7 +166,7 @@ def finetune_24khz() -> SnacConfig:
                                     batch_multipliers=(4, 2, 1, 1), steps=(1000, 1000, 2000)),
         data=SnacDataConfig(source=SourceConfig(corpus_hours=2.0), batch_size=8, workers=4),
         train=TrainConfig(steps=steps, eval_every=500, eval_batches=8,
-                          optim=_adam(5e-5, 200),
+                          optim=dac_adamw(5e-5, 200),
                           checkpoint=CheckpointConfig(every=500),
                           logging=LoggingConfig(log_every=50, audio_every=1000)),
     )
@@ -190,9 +177,9 @@ def full_24khz() -> SnacConfig:
     return dataclasses.replace(
         finetune_24khz(), freeze=(), adversarial=True,
         loss=SnacLossConfig(mel=15.0),
-        disc_optim=_adam(1e-4, 0),
+        disc_optim=dac_adamw(1e-4, 0),
         train=TrainConfig(steps=steps, eval_every=5000, eval_batches=16,
-                          optim=_adam(1e-4, 1000),
+                          optim=dac_adamw(1e-4, 1000),
                           checkpoint=CheckpointConfig(every=5000),
                           logging=LoggingConfig(log_every=100, audio_every=10000)),
         curriculum=CurriculumConfig(steps=(10000, 10000, 20000)))

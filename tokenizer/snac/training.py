@@ -75,7 +75,7 @@ def codec_loss(codec: SNAC, batch: Mapping[str, jax.Array], key: jax.Array | Non
     noise_key = key if cfg.noise and cfg.model.noise else None
     recon = codec.decoder(quant.z_q, noise_key)[:, :n].astype(jnp.float32)
     loss, metrics = reconstruction_loss(recon, wav, lengths, cfg)
-    if "quantizer" not in cfg.freeze or "encoder" not in cfg.freeze:
+    if not cfg.decoder_only:
         commit, book = jnp.mean(quant.commitment), jnp.mean(quant.codebook)
         loss = loss + cfg.loss.commitment * commit + cfg.loss.codebook * book
         metrics.update(commitment=commit, codebook=book)
@@ -95,11 +95,9 @@ def initial_weights(cfg: SnacConfig) -> tuple[SnacConfig, nnx.State | None]:
         return cfg, None
     src = Path(cfg.init_from)
     if (src / "checkpoints").is_dir():
-        from tokenizer.snac.train_config import SnacConfig as Full
-
-        model, d = load_model(src, lambda d: SNAC(config_from_dict(Full, d).model,
+        model, d = load_model(src, lambda d: SNAC(config_from_dict(SnacConfig, d).model,
                                                   rngs=nnx.Rngs(0)))
-        model_cfg = config_from_dict(Full, d).model
+        model_cfg = config_from_dict(SnacConfig, d).model
     else:
         from tokenizer.snac.convert import load_pretrained
 

@@ -1,5 +1,7 @@
 """CurriculumIterator: stage lengths, lazy stage building, exact resumption."""
 
+import typing
+
 import pytest
 
 from common.data.curriculum import CurriculumIterator
@@ -8,7 +10,7 @@ from common.data.curriculum import CurriculumIterator
 class Counter:
     """A checkpointable stand-in for a pipeline: yields (name, position)."""
 
-    built: list[str] = []
+    built: typing.ClassVar[list[str]] = []
 
     def __init__(self, name):
         self.name, self.pos, self.closed = name, 0, False
