@@ -1,4 +1,7 @@
-"""SNAC's shapes, padding contract, parameter counts and gradients (no PyTorch needed)."""
+"""SNAC's shapes, padding contract, parameter counts and gradients (no PyTorch needed).
+
+Everything runs under ``nnx.jit``: op-by-op the tiny model's backward pass takes 40 s on
+CPU, compiled 7 s (shape errors are raised while tracing, so they still surface)."""
 
 import jax
 import jax.numpy as jnp
@@ -28,13 +31,13 @@ def test_published_sizes_and_rates():
 def test_shapes_padding_and_decode():
     model = SNAC("tiny", rngs=nnx.Rngs(0))
     x = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 3000, 1)), jnp.float32)
-    out = model(x)
+    out = nnx.jit(lambda m, w: m(w))(model, x)
     assert out.recon.shape == x.shape and out.recon.dtype == jnp.float32
     assert [c.shape for c in out.codes] == [(2, 2), (2, 4), (2, 8)]
     assert all(c.dtype == jnp.int32 for c in out.codes)
-    assert model.decode(out.codes).shape == (2, 4096, 1)
+    assert jax.eval_shape(model.decode, out.codes).shape == (2, 4096, 1)
     with pytest.raises(ValueError, match="do not fit the strides"):
-        model.decode([out.codes[0], out.codes[1], out.codes[2][:, :4]])
+        jax.eval_shape(model.decode, [out.codes[0], out.codes[1], out.codes[2][:, :4]])
     with pytest.raises(ValueError, match="mono audio"):
         model(x[..., 0])
 
@@ -42,16 +45,19 @@ def test_shapes_padding_and_decode():
 def test_noise_only_with_a_key_and_gradients_flow():
     model = SNAC("tiny", rngs=nnx.Rngs(1))
     x = jnp.asarray(np.random.default_rng(1).normal(0, 0.1, (1, 2048, 1)), jnp.float32)
-    plain = model.decode(model.encode(x))
-    np.testing.assert_array_equal(np.asarray(plain), np.asarray(model.decode(model.encode(x))))
-    noisy = model.decode(model.encode(x), key=jax.random.key(0))
+    encode = nnx.jit(lambda m, w: m.encode(w))
+    decode = nnx.jit(lambda m, c, key: m.decode(c, key=key))
+    plain = decode(model, encode(model, x), None)
+    np.testing.assert_array_equal(np.asarray(plain),
+                                  np.asarray(decode(model, encode(model, x), None)))
+    noisy = decode(model, encode(model, x), jax.random.key(0))
     assert not np.allclose(np.asarray(plain), np.asarray(noisy))
 
     def loss(m):
         out = m(x)
         return jnp.mean(jnp.abs(out.recon - x)) + jnp.mean(out.quant.commitment)
 
-    grads = nnx.grad(loss)(model)
+    grads = nnx.jit(nnx.grad(loss))(model)
     enc = jax.tree.leaves(nnx.state(grads.encoder, nnx.Param))
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
     assert any(float(jnp.abs(g).max()) > 0 for g in enc)  # straight-through reaches it

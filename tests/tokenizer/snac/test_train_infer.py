@@ -19,14 +19,19 @@ from tests.conftest import TEST_XLA_FLAGS
 from tests.tokenizer.alpha.conftest import CORPUS, ROOT
 from tokenizer.alpha.inference import TokenFileError
 from tokenizer.snac import convert, infer
-from tokenizer.snac.config import MODEL_PRESETS
+from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
 from tokenizer.snac.convert import to_state_dict
 from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
 from tokenizer.snac.model import SNAC
 from tokenizer.snac.train_config import CurriculumConfig
 from tokenizer.token_io import normalize_with_gain
 
-pytestmark = pytest.mark.xdist_group("snac_run")
+# The tests of the trained run share it on one worker; the others spread over the rest.
+on_the_run = pytest.mark.xdist_group("snac_run")
+# Two encoder/decoder blocks instead of the tiny preset's four: each block costs compile
+# time per curriculum stage (a new segment length is a new program), not coverage.
+RUN_MODEL = SnacModelConfig(encoder_dim=8, encoder_rates=(8, 8), decoder_dim=64,
+                            decoder_rates=(8, 8), codebook_size=256)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,8 @@ def snac_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("snac")
     corpus = tmp / "corpus"
     build_corpus(dataclasses.replace(CORPUS, out=corpus))
-    flags = ["--preset", "tiny", "--data.source.kind", "corpus",
+    flags = ["--preset", "tiny", "--model.encoder-rates", "8", "8",
+             "--model.decoder-rates", "8", "8", "--data.source.kind", "corpus",
              "--data.source.path", str(corpus), "--data.batch-size", "1",
              "--curriculum.seconds", "0.25", "0.5", "1.0",
              "--curriculum.batch-multipliers", "4", "2", "1", "--curriculum.steps", "2", "2",
@@ -52,6 +58,7 @@ def snac_run(tmp_path_factory):
     return tmp / "runs" / "r", proc.stdout + proc.stderr, corpus
 
 
+@on_the_run
 def test_curriculum_run_trains_and_checkpoints(snac_run):
     run_dir, out, _ = snac_run
     assert "curriculum 0.25 s x 4, 0.5 s x 2, 1 s x 1" in out
@@ -59,7 +66,8 @@ def test_curriculum_run_trains_and_checkpoints(snac_run):
     steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
     assert steps[-1] == 6 and {2, 4} <= set(steps)
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["model"]["vq_strides"] == [4, 2, 1]
+    assert SnacModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in cfg["model"].items()}) == RUN_MODEL
 
 
 def test_curriculum_config_checks_its_stages():
@@ -69,6 +77,7 @@ def test_curriculum_config_checks_its_stages():
         CurriculumConfig(seconds=(1.0, 2.0), batch_multipliers=(4,), steps=(2,))
 
 
+@on_the_run
 def test_infer_roundtrip_and_token_files(snac_run, tmp_path):
     run_dir, _, corpus = snac_run
     src = tmp_path / "audio"
@@ -84,7 +93,7 @@ def test_infer_roundtrip_and_token_files(snac_run, tmp_path):
     tokens = SnacTokenFile.load(files[0])
     assert tokens.strides == (4, 2, 1)
     assert [c.size for c in tokens.codes] == [
-        n for n in MODEL_PRESETS["tiny"].code_lengths(tokens.num_samples)]
+        n for n in RUN_MODEL.code_lengths(tokens.num_samples)]
     res = infer.main(["decode", str(tmp_path / "tok"), str(tmp_path / "wav"),
                       "--run", str(run_dir), "--bucket-seconds", "4"])
     assert len(res["written"]) == len(files)
@@ -94,6 +103,7 @@ def test_infer_roundtrip_and_token_files(snac_run, tmp_path):
         SnacTokenFile.load(bad)
 
 
+@on_the_run
 def test_batched_codes_equal_one_at_a_time_and_exact_padding(snac_run, rng):
     run_dir, _, _ = snac_run
     waves = [rng.normal(0, 0.1, n).astype(np.float32) for n in (3000, 3500, 4000)]
