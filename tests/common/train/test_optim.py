@@ -15,6 +15,8 @@ import pytest
 from flax import nnx
 from jax.tree_util import DictKey, GetAttrKey, SequenceKey
 
+from common.nn import axes
+from common.train.mesh import MeshConfig, make_mesh, state_shardings
 from common.train.optim import (
     FROZEN,
     TRAINABLE,
@@ -255,6 +257,8 @@ def test_scaled_adam_from_config_matches_direct(rng):
 class _Tiny(nnx.Module):
     def __init__(self, rngs: nnx.Rngs):
         self.enc = nnx.Linear(3, 4, rngs=rngs)
+        # Logical axes on a frozen kernel: the mesh must shard its (empty) optimizer state.
+        self.enc.kernel = axes.wrap(self.enc.kernel[...], ("embed", "mlp"))
         self.layers = nnx.List([nnx.LayerNorm(4, rngs=rngs), nnx.Linear(4, 2, rngs=rngs)])
         self.gain = nnx.Param(jnp.ones(()))
 
@@ -356,6 +360,8 @@ def test_nnx_state_end_to_end(rng, cfg):
     y = jnp.asarray(rng.standard_normal((16, 2)), jnp.float32)
     tx = make_optimizer(cfg)
     opt_state = tx.init(params)
+    # The train loop shards it onto the mesh, frozen leaves' empty (MaskedNode) state too.
+    jax.device_put(opt_state, state_shardings(opt_state, make_mesh(MeshConfig())))
 
     # No optimizer state (no array at all) for the frozen parameters.
     frozen = {p for p in _TINY_PATHS if any(re.search(f, p) for f in cfg.freeze)}

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -36,7 +37,8 @@ RUN_MODEL = SnacModelConfig(encoder_dim=8, encoder_rates=(8, 8), decoder_dim=64,
 
 @pytest.fixture(scope="module")
 def snac_run(tmp_path_factory):
-    """A 6-step run: stages 0.25 s x 4, 0.5 s x 2 (2 steps each), then 1 s x 1."""
+    """A 6-step run, encoder frozen: stages 0.25 s x 4, 0.5 s x 2 (2 steps each), then
+    1 s x 1."""
     tmp = tmp_path_factory.mktemp("snac")
     corpus = tmp / "corpus"
     build_corpus(dataclasses.replace(CORPUS, out=corpus))
@@ -45,6 +47,7 @@ def snac_run(tmp_path_factory):
              "--data.source.path", str(corpus), "--data.batch-size", "1",
              "--curriculum.seconds", "0.25", "0.5", "1.0",
              "--curriculum.batch-multipliers", "4", "2", "1", "--curriculum.steps", "2", "2",
+             "--freeze", "encoder",
              "--loss.stft-ffts", "256", "512", "--steps", "6", "--train.eval-every", "6",
              "--train.eval-batches", "1", "--train.checkpoint.every", "2",
              "--train.logging.log-every", "1", "--train.run-dir", str(tmp / "runs"),
@@ -68,6 +71,14 @@ def test_curriculum_run_trains_and_checkpoints(snac_run):
     cfg = json.loads((run_dir / "config.json").read_text())
     assert SnacModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in cfg["model"].items()}) == RUN_MODEL
+    # Frozen: the encoder is bit for bit what it was at step 2, the decoder is not.
+    assert "frozen: encoder" in out
+    before, after = (nnx.state(SnacTokenizer.from_run(run_dir, step=s).codec, nnx.Param)
+                     for s in (2, 6))
+    for part, same in (("encoder", True), ("decoder", False)):
+        a = jax.tree.leaves(before[part])
+        b = jax.tree.leaves(after[part])
+        assert a and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)) == same, part
 
 
 def test_curriculum_config_checks_its_stages():
