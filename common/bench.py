@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
 # Dense bf16 peak FLOP/s per device (vendor figures, no sparsity). MFU is reported
 # only for devices listed here.
@@ -93,6 +95,87 @@ def compile_stats(jitted: Any, *args: Any) -> tuple[float, float | None]:
         cost = cost[0] if cost else {}
     flops = (cost or {}).get("flops")
     return compile_s, (float(flops) if flops and flops > 0 else None)
+
+
+def compile_keep(jitted: Any, *args: Any) -> tuple[float, float | None, Any]:
+    """``compile_stats`` that also returns the executable: ``jax.jit`` does not reuse an
+    ahead-of-time compile, so timing through ``jitted`` would compile again (minutes for
+    a large model on a CPU). Returns ``(compile_s, flops, executable)``."""
+    box = {}
+
+    def lower(*a):
+        lowered = jitted.lower(*a)
+        return types.SimpleNamespace(compile=lambda: box.setdefault("exe", lowered.compile()))
+
+    compile_s, flops = compile_stats(types.SimpleNamespace(lower=lower), *args)
+    return compile_s, flops, box["exe"]
+
+
+def timed(fn: Callable[..., Any], *args: Any, iters: int, warmup: int = 1
+          ) -> tuple[Timing, float, float]:
+    """``time_jitted`` keeping each call's time, for the mean and std (it reports only
+    the median). ``fn`` is blocked on. Returns ``(timing, mean_s, std_s)`` over the
+    ``iters`` timed calls (the first call and the warm-up dropped)."""
+    times: list[float] = []
+
+    def call(*a):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn(*a))
+        times.append(time.perf_counter() - t0)
+        return out
+
+    timing = time_jitted(call, *args, iters=iters, warmup=warmup)
+    steady = np.asarray(times[-iters:])
+    return timing, float(steady.mean()), float(steady.std())
+
+
+def n_params(tree: Any) -> float:
+    """Millions of elements in the arrays (or shape structs) of ``tree``."""
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree)) / 1e6
+
+
+@dataclasses.dataclass
+class TrainStepTiming:
+    """``bench_train_step``'s result: ``abstract`` is the state's shapes, ``state`` and
+    ``metrics`` are those after the last timed step (device arrays)."""
+
+    compile_s: float
+    flops: float | None
+    mean_s: float
+    std_s: float
+    abstract: Any
+    state: Any
+    metrics: Any
+
+
+def bench_train_step(program: Any, mesh_config: Any, host_batch: Any, *, iters: int
+                     ) -> TrainStepTiming:
+    """Time ``program.step`` (a ``common.train.program.Program``) exactly as
+    ``common.train.loop.train`` runs it: state built sharded on the mesh, the step jitted
+    with donation, the batch put on the mesh. Compiled once ahead of time (the compile
+    time and XLA's FLOPs are measured), then ``iters`` steps after one warm-up step, the
+    donated state threaded through."""
+    # Imported here: common.bench is also used by benchmarks that need no train loop.
+    from common.train.mesh import batch_sharding, host_to_global, make_mesh, state_shardings
+    from common.train.step import jit_train_step
+
+    mesh = make_mesh(mesh_config)
+    abstract = jax.eval_shape(program.init)
+    shardings = state_shardings(abstract, mesh)
+    state = jax.jit(program.init, out_shardings=shardings)()
+    step = jit_train_step(program.step, shardings, batch_sharding(mesh))
+    batch = host_to_global(host_batch, mesh)
+    compile_s, flops, step_exe = compile_keep(step, state, batch)
+    holder = {"state": state}
+
+    def call(batch):
+        holder["state"], holder["metrics"] = step_exe(holder["state"], batch)
+        return holder["metrics"]["loss"]
+
+    # Already compiled: time_jitted's first call serves as the warm-up.
+    _, mean_s, std_s = timed(call, batch, iters=iters, warmup=0)
+    return TrainStepTiming(compile_s, flops, mean_s, std_s, abstract, holder["state"],
+                           holder["metrics"])
 
 
 def print_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> None:

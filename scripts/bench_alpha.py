@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
-import types
 
 import jax
 import numpy as np
@@ -45,8 +43,6 @@ from flax import nnx
 
 from common import bench
 from common.data.batching import collate_audio, left_pad_tokens, round_up
-from common.train.mesh import batch_sharding, host_to_global, make_mesh, state_shardings
-from common.train.step import jit_train_step
 from tokenizer.alpha.config import PRESETS, AlphaConfig
 from tokenizer.alpha.model import AlphaCodec
 from tokenizer.alpha.streaming import StreamingCodec
@@ -91,80 +87,31 @@ def synthetic_batch(cfg: AlphaConfig, seed: int = 0) -> dict[str, np.ndarray]:
     return batch
 
 
-def compile_keep(jitted, *args):
-    """``bench.compile_stats`` that also returns the executable: ``jax.jit`` does not
-    reuse an ahead-of-time compile, so timing through ``jitted`` would compile again
-    (minutes for the larger presets on a CPU)."""
-    box = {}
-
-    def lower(*a):
-        lowered = jitted.lower(*a)
-        return types.SimpleNamespace(compile=lambda: box.setdefault("exe", lowered.compile()))
-
-    compile_s, flops = bench.compile_stats(types.SimpleNamespace(lower=lower), *args)
-    return compile_s, flops, box["exe"]
-
-
-def timed(fn, *args, iters: int, warmup: int = 1):
-    """``bench.time_jitted`` with each call's time kept, for the mean and std (it reports
-    only the median): ``fn`` blocks on its own result. Returns (timing, mean_s, std_s)."""
-    times: list[float] = []
-
-    def call(*a):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn(*a))
-        times.append(time.perf_counter() - t0)
-        return out
-
-    timing = bench.time_jitted(call, *args, iters=iters, warmup=warmup)
-    steady = np.asarray(times[-iters:])  # drop the first call and the warm-up
-    return timing, float(steady.mean()), float(steady.std())
-
-
-def n_params(tree) -> float:
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree)) / 1e6
-
-
 def bench_train_step(name: str, cfg: AlphaConfig, phase: str, iters: int):
     """One row of table 1, and the generator after the timed steps."""
     gan = dataclasses.replace(cfg.gan, disc_start_step=PHASES[phase], disc_start_loss=None)
     program = build_program(dataclasses.replace(cfg, gan=gan))
-    # The state and step as common.train.loop.train builds them.
-    mesh = make_mesh(cfg.train.mesh)
-    abstract = jax.eval_shape(program.init)
-    shardings = state_shardings(abstract, mesh)
-    state = jax.jit(program.init, out_shardings=shardings)()
-    step = jit_train_step(program.step, shardings, batch_sharding(mesh))
     host = synthetic_batch(cfg)
-    batch = host_to_global(host, mesh)
-    compile_s, flops, step_exe = compile_keep(step, state, batch)
-
-    holder = {"state": state}
-
-    def call(batch):  # the state is donated: thread it through
-        holder["state"], holder["metrics"] = step_exe(holder["state"], batch)
-        return holder["metrics"]["loss"]
-
-    # Already compiled: time_jitted's first call is the warm-up.
-    _, mean_s, std_s = timed(call, batch, iters=iters, warmup=0)
-    m = jax.device_get(holder["metrics"])
+    t = bench.bench_train_step(program, cfg.train.mesh, host, iters=iters)
+    m = jax.device_get(t.metrics)
     if bool(m["disc/started"]) != (phase == "gan"):  # the phase is what the row says
         raise RuntimeError(f"{name} {phase}: disc/started={m['disc/started']}")
     b, seconds = cfg.data.batch_size, host["audio"].shape[1] / cfg.sample_rate
     row = {"preset": name, "phase": phase,
-           "gen_M": n_params(abstract.gen.params), "disc_M": n_params(abstract.disc.params),
-           "batch": b, "seconds": seconds, "compile_s": compile_s,
-           "step_ms": mean_s * 1e3, "std_ms": std_s * 1e3,
-           "samples_per_s": b / mean_s, "audio_s_per_s": b * seconds / mean_s,
-           "mfu": bench.mfu(flops, mean_s, jax.device_count()),
+           "gen_M": bench.n_params(t.abstract.gen.params),
+           "disc_M": bench.n_params(t.abstract.disc.params),
+           "batch": b, "seconds": seconds, "compile_s": t.compile_s,
+           "step_ms": t.mean_s * 1e3, "std_ms": t.std_s * 1e3,
+           "samples_per_s": b / t.mean_s, "audio_s_per_s": b * seconds / t.mean_s,
+           "mfu": bench.mfu(t.flops, t.mean_s, jax.device_count()),
            "peak_mem_MB": (bench.peak_memory_bytes() or 0) / 2**20,
-           "skipped": int(program.nonfinite_total(holder["state"]))}
-    return row, program.model(holder["state"]), host
+           "skipped": int(program.nonfinite_total(t.state))}
+    return row, program.model(t.state), host
 
 
 def rtf_row(name: str, mode: str, op: str, batch: int, audio_s: float, fn, *args,
             iters: int) -> dict:
-    timing, mean_s, std_s = timed(fn, *args, iters=iters)
+    timing, mean_s, std_s = bench.timed(fn, *args, iters=iters)
     return {"preset": name, "mode": mode, "op": op, "batch": batch, "audio_s": audio_s,
             "compile_s": timing.compile_s, "ms": mean_s * 1e3, "std_ms": std_s * 1e3,
             "rtf": mean_s / audio_s, "x_realtime": audio_s / mean_s}
