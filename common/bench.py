@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
-import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -81,34 +80,29 @@ def mfu(flops_per_step: float | None, step_s: float, n_devices: int = 1) -> floa
     return flops_per_step / step_s / (peak * n_devices)
 
 
-def compile_stats(jitted: Any, *args: Any) -> tuple[float, float | None]:
-    """``(compile_s, flops)``: time to lower and compile ``jitted`` for ``args``, and the
-    FLOPs of one call from XLA's cost analysis (None where the backend reports none)."""
+def compile_keep(jitted: Any, *args: Any) -> tuple[float, float | None, Any]:
+    """``(compile_s, flops, executable)``: time to lower and compile ``jitted`` for
+    ``args``, the FLOPs of one call from XLA's cost analysis (None where the backend
+    reports none), and the executable to time: ``jax.jit`` does not reuse an
+    ahead-of-time compile, so calling ``jitted`` would compile again (minutes for a
+    large model on a CPU)."""
     t0 = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     compile_s = time.perf_counter() - t0
     try:
         cost = compiled.cost_analysis()
     except Exception:  # backends differ in what they report
-        return compile_s, None
+        return compile_s, None, compiled
     if isinstance(cost, list):
         cost = cost[0] if cost else {}
     flops = (cost or {}).get("flops")
-    return compile_s, (float(flops) if flops and flops > 0 else None)
+    return compile_s, (float(flops) if flops and flops > 0 else None), compiled
 
 
-def compile_keep(jitted: Any, *args: Any) -> tuple[float, float | None, Any]:
-    """``compile_stats`` that also returns the executable: ``jax.jit`` does not reuse an
-    ahead-of-time compile, so timing through ``jitted`` would compile again (minutes for
-    a large model on a CPU). Returns ``(compile_s, flops, executable)``."""
-    box = {}
-
-    def lower(*a):
-        lowered = jitted.lower(*a)
-        return types.SimpleNamespace(compile=lambda: box.setdefault("exe", lowered.compile()))
-
-    compile_s, flops = compile_stats(types.SimpleNamespace(lower=lower), *args)
-    return compile_s, flops, box["exe"]
+def compile_stats(jitted: Any, *args: Any) -> tuple[float, float | None]:
+    """``(compile_s, flops)`` of ``compile_keep``, the executable dropped."""
+    compile_s, flops, _ = compile_keep(jitted, *args)
+    return compile_s, flops
 
 
 def timed(fn: Callable[..., Any], *args: Any, iters: int, warmup: int = 1

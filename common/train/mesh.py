@@ -168,7 +168,7 @@ def state_shardings(state: Any, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> Any
         spec = spec if isinstance(spec, PartitionSpec) else PartitionSpec()
         if not hasattr(leaf, "shape"):  # e.g. optax's MaskedNode: a frozen leaf's no-state
             return NamedSharding(mesh, PartitionSpec())
-        fitted, changed = _fit_spec(spec, tuple(getattr(leaf, "shape", ())), mesh)
+        fitted, changed = _fit_spec(spec, tuple(leaf.shape), mesh)
         fallbacks += changed
         return NamedSharding(mesh, fitted)
 

@@ -31,8 +31,8 @@ from tokenizer.token_io import normalize_with_gain
 on_the_run = pytest.mark.xdist_group("snac_run")
 # Two encoder/decoder blocks instead of the tiny preset's four: each block costs compile
 # time per curriculum stage (a new segment length is a new program), not coverage.
-RUN_MODEL = SnacModelConfig(encoder_dim=8, encoder_rates=(8, 8), decoder_dim=64,
-                            decoder_rates=(8, 8), codebook_size=256)
+RUN_MODEL = dataclasses.replace(MODEL_PRESETS["tiny"], encoder_rates=(8, 8),
+                                decoder_rates=(8, 8))
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,9 @@ def snac_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("snac")
     corpus = tmp / "corpus"
     build_corpus(dataclasses.replace(CORPUS, out=corpus))
-    flags = ["--preset", "tiny", "--model.encoder-rates", "8", "8",
-             "--model.decoder-rates", "8", "8", "--data.source.kind", "corpus",
+    flags = ["--preset", "tiny", "--model.encoder-rates", *map(str, RUN_MODEL.encoder_rates),
+             "--model.decoder-rates", *map(str, RUN_MODEL.decoder_rates),
+             "--data.source.kind", "corpus",
              "--data.source.path", str(corpus), "--data.batch-size", "1",
              "--curriculum.seconds", "0.25", "0.5", "1.0",
              "--curriculum.batch-multipliers", "4", "2", "1", "--curriculum.steps", "2", "2",
