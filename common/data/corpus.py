@@ -266,7 +266,7 @@ def _write_outputs(cfg: CorpusConfig, plan: Plan, root: pathlib.Path, shards: li
                    wall: float) -> dict:
     """Metadata per split, speakers, vocabularies and ``corpus.json`` (returned)."""
     # Imported here (and below): tyro and yaml are not needed to read a corpus.
-    from common.train.config import config_to_dict
+    from common.config import config_to_dict
 
     by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for result in shards:
@@ -392,7 +392,7 @@ def cache_dir() -> pathlib.Path:
 
 def corpus_key(cfg: CorpusConfig) -> str:
     """A directory name that changes with anything that changes the corpus's content."""
-    from common.train.config import config_to_dict
+    from common.config import config_to_dict
 
     content = dataclasses.replace(cfg, out=None, workers=0)
     blob = json.dumps({"config": config_to_dict(content), "format": FORMAT_VERSION,
@@ -440,7 +440,7 @@ def summary_line(summary: dict, out: str | os.PathLike) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    from common.train.config import parse_config
+    from common.config import parse_config
 
     cfg = parse_config(CorpusConfig, PRESETS, argv, default_preset="default",
                        description="Generate the embedded espeak-ng speech corpus "

@@ -58,7 +58,7 @@ from common.data.features import (
 )
 from common.data.records import DataError
 from common.data.sources import SourceConfig, open_source
-from common.train.config import config_to_dict, parse_config
+from common.config import config_to_dict, parse_config
 
 log = logging.getLogger(__name__)
 

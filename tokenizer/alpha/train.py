@@ -21,7 +21,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from common.train.config import parse_config
+from common.config import parse_config
 from common.train.loop import TrainResult, enable_compilation_cache, train
 from common.train.mesh import maybe_initialize_distributed
 from tokenizer.alpha.config import PRESETS, AlphaConfig

@@ -236,7 +236,7 @@ def load_pretrained(src: str | Path, config: str | Path | None = None, *,
 
 def main(argv: Sequence[str] | None = None) -> Path:
     from common.train.checkpoint import Checkpointer, write_config_json
-    from common.train.config import config_to_dict
+    from common.config import config_to_dict
     from tokenizer.snac.train_config import SnacConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",

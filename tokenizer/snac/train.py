@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from common.train.config import parse_config
+from common.config import parse_config
 from common.train.loop import TrainResult, enable_compilation_cache, train
 from common.train.mesh import maybe_initialize_distributed
 from tokenizer.alpha.data import first_batch

@@ -25,7 +25,7 @@ from common.data.sources import open_source
 from common.losses.regression import l1_loss
 from common.losses.spectral import multi_resolution_stft_loss, multi_scale_mel_loss
 from common.train.checkpoint import load_model
-from common.train.config import config_from_dict
+from common.config import config_from_dict
 from common.train.gan import gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import pytest
 
-from common.train.config import (
+from common.config import (
     ConfigError,
     apply_overrides,
     config_from_dict,
@@ -292,7 +292,7 @@ def test_config_hash_stable_and_sensitive():
     # Stable across processes (no per-process hash seeds).
     code = (
         "from tests.common.train.test_config import PRESETS;"
-        "from common.train.config import config_hash;"
+        "from common.config import config_hash;"
         "print(config_hash(PRESETS['small']))"
     )
     env = {"PYTHONHASHSEED": "123", "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
