@@ -47,6 +47,7 @@ import tyro
 from tqdm.auto import tqdm
 
 from common.audio.io import resample
+from common.config import config_to_dict, parse_config
 from common.data import shards
 from common.data.bad_input import BadInputConfig, Skipped, SkipStats, decode_record
 from common.data.features import (
@@ -58,7 +59,6 @@ from common.data.features import (
 )
 from common.data.records import DataError
 from common.data.sources import SourceConfig, open_source
-from common.config import config_to_dict, parse_config
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from common.train.checkpoint import CheckpointConfig, Checkpointer, write_config_json
 from common.config import config_to_dict, format_config
+from common.train.checkpoint import CheckpointConfig, Checkpointer, write_config_json
 from common.train.logging import LoggingConfig, RunLogger
 from common.train.mesh import MeshConfig, host_to_global, make_mesh, state_shardings
 from common.train.mesh import batch_sharding as make_batch_sharding

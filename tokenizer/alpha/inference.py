@@ -28,8 +28,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from common.train.checkpoint import Checkpointer, load_model
 from common.config import config_from_dict, config_to_dict
+from common.train.checkpoint import Checkpointer, load_model
 from common.train.loop import TrainConfig, resolve_run_dir
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.model import AlphaCodec, code_streams

@@ -235,8 +235,8 @@ def load_pretrained(src: str | Path, config: str | Path | None = None, *,
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    from common.train.checkpoint import Checkpointer, write_config_json
     from common.config import config_to_dict
+    from common.train.checkpoint import Checkpointer, write_config_json
     from tokenizer.snac.train_config import SnacConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",

@@ -22,8 +22,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from common.train.checkpoint import Checkpointer, load_model
 from common.config import config_from_dict, config_to_dict
+from common.train.checkpoint import Checkpointer, load_model
 from tokenizer.alpha.inference import find_run
 from tokenizer.snac.model import SNAC
 from tokenizer.snac.train_config import SnacConfig

@@ -19,13 +19,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 from common.audio import STFTConfig
+from common.config import config_from_dict
 from common.data.curriculum import CurriculumIterator
 from common.data.pipeline import PipelineConfig, iterate_eval, make_pipeline
 from common.data.sources import open_source
 from common.losses.regression import l1_loss
 from common.losses.spectral import multi_resolution_stft_loss, multi_scale_mel_loss
 from common.train.checkpoint import load_model
-from common.config import config_from_dict
 from common.train.gan import gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer

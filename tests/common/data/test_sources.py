@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from common.config import config_from_dict, config_to_dict, parse_config
 from common.data import hf, layouts
 from common.data.bad_input import BadInputConfig, BadInputError, decode_record
 from common.data.records import FIELDS, DataError, make_record
 from common.data.sources import RecordSource, SourceConfig, hash_split, open_source
-from common.config import config_from_dict, config_to_dict, parse_config
 
 SR = 16000
 STRICT = BadInputConfig(mode="strict")

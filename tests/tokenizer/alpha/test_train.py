@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from common.train.checkpoint import load_model
 from common.config import config_from_dict
+from common.train.checkpoint import load_model
 from tests.tokenizer.alpha.conftest import run_train, train_flags
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.model import AlphaCodec
