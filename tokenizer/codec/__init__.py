@@ -1,0 +1,1 @@
+"""The shared codec layer: what every codec in ``tokenizer`` uses."""
