@@ -7,16 +7,15 @@ platform (accelerator numerics differ, e.g. TF32 matmuls), W&B off, quiet logs.
 
 import os
 
+from tests.settings import TEST_DEVICE_COUNT, TEST_XLA_FLAGS
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# The tests are bound by XLA compile time, not run time: LLVM's optimisation passes cost
-# a third of it and change no result (XLA's CPU backend does not use fast-math), so the
-# suite compiles at -O0. An XLA_FLAGS that sets either option already wins.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+# -O0 compiles (see tests/settings.py); an XLA_FLAGS that sets either option already wins.
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_backend_optimization_level" not in _flags:
     _flags += " " + TEST_XLA_FLAGS
 if "xla_force_host_platform_device_count" not in _flags:
-    _flags += " --xla_force_host_platform_device_count=8"
+    _flags += f" --xla_force_host_platform_device_count={TEST_DEVICE_COUNT}"
 os.environ["XLA_FLAGS"] = _flags.strip()
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -11,7 +11,7 @@ from flax import nnx
 
 from common.config import config_from_dict
 from common.train.checkpoint import load_model
-from tests.tokenizer.alpha.conftest import run_train, train_flags
+from tests.tokenizer.alpha.runs import run_train, train_flags
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.model import AlphaCodec
 

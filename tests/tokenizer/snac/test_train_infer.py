@@ -16,8 +16,8 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from common.data.corpus import build_corpus
-from tests.conftest import TEST_XLA_FLAGS
-from tests.tokenizer.alpha.conftest import CORPUS, ROOT
+from tests.settings import ROOT, TEST_XLA_FLAGS
+from tests.tokenizer.corpus import CORPUS
 from tokenizer.alpha.inference import TokenFileError
 from tokenizer.snac import convert, infer
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
