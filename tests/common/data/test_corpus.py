@@ -289,6 +289,7 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow  # three runs of `python -m common.data.corpus`
 def test_cli(tmp_path):
     out = tmp_path / "cli"
     args = ["--out", str(out), "--hours", "0.002", "--sample-rate", "24000",
@@ -337,6 +338,7 @@ print(default_corpus(sample_rate=16000, hours=0.002, languages=("en-us",), num_s
 """
 
 
+@pytest.mark.slow  # two fresh interpreters importing the corpus builder
 def test_two_processes_build_the_default_corpus_once(tmp_path):
     env = {**os.environ, "TRC_CACHE_DIR": str(tmp_path)}
     procs = [subprocess.Popen([sys.executable, "-c", _DEFAULT_CORPUS], env=env, text=True,

@@ -42,6 +42,7 @@ def test_perceptual_metrics(rng):
     assert M.pesq_wb(np.zeros(24000), np.zeros(24000), 24000) is None  # no speech: no score
 
 
+@pytest.mark.slow  # the trained run (a train subprocess)
 @pytest.mark.xdist_group("alpha_run")
 def test_eval_report(alpha_run, tmp_path, capsys):
     run_dir, _ = alpha_run

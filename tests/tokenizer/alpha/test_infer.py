@@ -35,6 +35,7 @@ def audio_dir(alpha_corpus, tmp_path):
     return out
 
 
+@pytest.mark.slow  # the trained run (a train subprocess)
 def test_encode_decode_folder(alpha_run, audio_dir, tmp_path):
     run_dir, _ = alpha_run
     res = main(["encode", str(audio_dir), str(tmp_path / "tok"), "--run", str(run_dir),
@@ -68,6 +69,7 @@ def test_encode_decode_folder(alpha_run, audio_dir, tmp_path):
         np.testing.assert_array_equal(load_audio(a)[0], load_audio(b)[0])
 
 
+@pytest.mark.slow
 def test_decode_restores_level_and_length(alpha_run, alpha_corpus):
     tok = AlphaTokenizer.from_run(alpha_run[0], batch_size=2)
     wav, _ = load_audio(sorted(alpha_corpus.glob("validation/*/*.flac"))[0])
@@ -80,6 +82,7 @@ def test_decode_restores_level_and_length(alpha_run, alpha_corpus):
     assert np.abs(out[1]).max() < 0.1 * np.abs(out[0]).max()
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_named(alpha_run, audio_dir, tmp_path):
     run_dir = str(alpha_run[0])
     (audio_dir / "broken.wav").write_bytes(b"RIFF\x00\x00garbage")

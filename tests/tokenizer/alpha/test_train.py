@@ -15,7 +15,8 @@ from tests.tokenizer.alpha.runs import run_train, train_flags
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.model import AlphaCodec
 
-pytestmark = pytest.mark.xdist_group("alpha_run")
+# Every test trains or reads a run of the real command: end to end, so slow.
+pytestmark = [pytest.mark.xdist_group("alpha_run"), pytest.mark.slow]
 
 
 def _final(stdout):

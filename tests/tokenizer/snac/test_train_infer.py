@@ -27,7 +27,8 @@ from tokenizer.snac.model import SNAC
 from tokenizer.snac.train_config import CurriculumConfig
 from tokenizer.token_io import normalize_with_gain
 
-# The tests of the trained run share it on one worker; the others spread over the rest.
+# The tests of the trained run (a train subprocess: slow) share it on one worker; the
+# others spread over the rest.
 on_the_run = pytest.mark.xdist_group("snac_run")
 # Two encoder/decoder blocks instead of the tiny preset's four: each block costs compile
 # time per curriculum stage (a new segment length is a new program), not coverage.
@@ -62,6 +63,7 @@ def snac_run(tmp_path_factory):
     return tmp / "runs" / "r", proc.stdout + proc.stderr, corpus
 
 
+@pytest.mark.slow
 @on_the_run
 def test_curriculum_run_trains_and_checkpoints(snac_run):
     run_dir, out, _ = snac_run
@@ -89,6 +91,7 @@ def test_curriculum_config_checks_its_stages():
         CurriculumConfig(seconds=(1.0, 2.0), batch_multipliers=(4,), steps=(2,))
 
 
+@pytest.mark.slow
 @on_the_run
 def test_infer_roundtrip_and_token_files(snac_run, tmp_path):
     run_dir, _, corpus = snac_run
@@ -115,6 +118,7 @@ def test_infer_roundtrip_and_token_files(snac_run, tmp_path):
         SnacTokenFile.load(bad)
 
 
+@pytest.mark.slow
 @on_the_run
 def test_batched_codes_equal_one_at_a_time_and_exact_padding(snac_run, rng):
     run_dir, _, _ = snac_run
