@@ -140,6 +140,7 @@ def test_logmel_matches_librosa():
     np.testing.assert_allclose(got, np.log(np.maximum(mel, 1e-5)).T, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # librosa.yin compiles with numba in every fresh process (~20 s)
 def test_yin_matches_librosa():
     wav = _speechy(seed=1)
     f0, cmnd, rms = yin(wav, SR, 50.0, 800.0, 1024, 256)
@@ -148,7 +149,7 @@ def test_yin_matches_librosa():
     assert cmnd.shape == rms.shape == f0.shape and cmnd.min() >= 0
 
 
-@pytest.mark.parametrize("method", ["yin", "pyin"])
+@pytest.mark.parametrize("method", ["yin", pytest.param("pyin", marks=pytest.mark.slow)])  # numba
 def test_f0_of_a_sine_with_a_pause(method):
     t = np.arange(int(0.5 * SR)) / SR
     tone = 0.5 * np.sin(2 * np.pi * 220.0 * t)

@@ -181,6 +181,7 @@ class WaveIterator:
         self.position = state["position"]
 
 
+@pytest.mark.slow  # a few steps of the loop, twice
 def test_gan_program_trains_and_resumes_exactly_in_the_loop(tmp_path):
     from common.train.checkpoint import CheckpointConfig, load_model
     from common.train.gan import gan_program

@@ -51,6 +51,7 @@ def offline_files(run_dir):
     return sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow  # a W&B offline run end to end
 def test_offline_run_logs_everything(tmp_path, offline, caplog):
     caplog.set_level(logging.INFO, logger="common.train.logging")
     run_dir = tmp_path / "run"

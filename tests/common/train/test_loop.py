@@ -18,6 +18,9 @@ from tests.common.train.toy import Toy, ToyConfig, ToyIterator, toy_loss
 
 TOY = ToyConfig(dim=16, layers=1, heads=2, kv_heads=1)
 
+# Each test runs the loop for a few steps (a compile of its own, tens of seconds on CPU):
+# all but the checkpoint-errors test, the loop's fast check, are slow.
+
 
 def _cfg(tmp_path, **kw) -> TrainConfig:
     base = TrainConfig(
@@ -39,6 +42,7 @@ def _losses(result, first: int) -> list[float]:
     return [h["loss"] for h in result.history if h["step"] >= first]
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     full = _train(_cfg(tmp_path / "a"))
     assert full.step == 8 and len(full.history) == 8
@@ -51,6 +55,7 @@ def test_resume_continues_exactly(tmp_path):
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     def on_log(step, model, metrics, logger):
         if step == 3:
@@ -66,6 +71,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     assert finished.step == 8 and finished.history[0]["step"] == 4
 
 
+@pytest.mark.slow
 def test_nonfinite_losses_stop_with_a_clear_error(tmp_path):
     class NaNData(ToyIterator):
         def __next__(self):
@@ -75,6 +81,7 @@ def test_nonfinite_losses_stop_with_a_clear_error(tmp_path):
         _train(_cfg(tmp_path, max_nonfinite=3), data=NaNData(batch=8))
 
 
+@pytest.mark.slow
 def test_eval_and_best_checkpoint(tmp_path):
     def eval_data():
         return ToyIterator(seed=99, batch=8)
@@ -90,6 +97,7 @@ def test_eval_and_best_checkpoint(tmp_path):
     assert set(ckpt.all_steps()) == {best, 8}  # latest 1 + best 1
 
 
+@pytest.mark.slow
 def test_load_model_from_run_dir_onto_a_mesh(tmp_path):
     result = _train(_cfg(tmp_path, steps=2))
     build = lambda c: Toy(ToyConfig(**c["model"]), rngs=nnx.Rngs(123))
@@ -119,6 +127,7 @@ def test_checkpoint_errors_name_the_problem(tmp_path):
         _train(_cfg(tmp_path, resume=True))
 
 
+@pytest.mark.slow
 def test_toy_run_with_offline_wandb_and_progress_bar(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO)
     monkeypatch.delenv("WANDB_MODE", raising=False)  # conftest disables W&B

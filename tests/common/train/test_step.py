@@ -47,7 +47,9 @@ def one_device_run():
     return _run(MeshConfig(data=1), jax.devices()[:1])
 
 
-@pytest.mark.parametrize("shape", [(8, 1, 1), (4, 2, 1), (2, 2, 2)])
+# (2, 2, 2) uses every mesh axis at once: the fast check; the others compile steps of their own.
+@pytest.mark.parametrize("shape", [pytest.param((8, 1, 1), marks=pytest.mark.slow),
+                                   pytest.param((4, 2, 1), marks=pytest.mark.slow), (2, 2, 2)])
 def test_sharded_step_equals_one_device(one_device_run, shape):
     losses1, params1 = one_device_run
     losses8, params8 = _run(MeshConfig(*shape))
@@ -82,6 +84,7 @@ def test_step_compiles_once_and_learns():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_and_rng_varies_per_step():
     a, _ = _run(MeshConfig(data=1), jax.devices()[:1], n_steps=2)
     b, _ = _run(MeshConfig(data=1), jax.devices()[:1], n_steps=2)
@@ -91,6 +94,7 @@ def test_same_seed_same_run_and_rng_varies_per_step():
                               jax.random.key_data(jax.random.fold_in(key, 1)))
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_equals_full_batch():
     # No dropout or input noise: those draw different random numbers per micro-batch.
     kw = dict(cfg=ToyConfig(dropout=0.0), loss_fn=functools.partial(toy_loss, noise=0.0))
@@ -105,6 +109,7 @@ def test_gradient_accumulation_equals_full_batch():
     np.testing.assert_allclose(acc, full, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_nonfinite_updates_are_skipped_and_counted():
     tx = optax.adam(1e-2)
     graphdef, state = TrainState.create(Toy(ToyConfig(), rngs=nnx.Rngs(0)), tx,

@@ -86,6 +86,7 @@ def assert_bitwise(got: dict, cases, name: str) -> None:
 
 
 @pytest.mark.oracle
+@pytest.mark.slow
 @pytest.mark.xdist_group("torch_save_cases")
 @pytest.mark.parametrize(("file", "key"), [
     ("tensors.pt", None), ("module.bin", None), ("nested.ckpt", "state_dict"),
@@ -97,6 +98,7 @@ def test_matches_torch_exactly(cases, file, key):
 
 
 @pytest.mark.oracle
+@pytest.mark.slow
 @pytest.mark.xdist_group("torch_save_cases")
 def test_views_and_weight_norm_keys(cases):
     got = load_torch_state_dict(cases / "tensors.pt")
@@ -111,6 +113,7 @@ def test_views_and_weight_norm_keys(cases):
 
 
 @pytest.mark.oracle
+@pytest.mark.slow
 @pytest.mark.xdist_group("torch_save_cases")
 def test_nested_checkpoint_needs_a_key(cases):
     with pytest.raises(TorchWeightsError, match=r"'epoch' is int; top-level keys: "

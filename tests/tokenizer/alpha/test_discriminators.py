@@ -20,6 +20,7 @@ TINY = DiscriminatorConfig(mpd_channels=(4, 8), msd_channels=(4, 8, 16), stft_ff
                            stft_channels=4)
 
 
+@pytest.mark.slow
 def test_outputs_per_sub_discriminator():
     d = Discriminator(TINY, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (2, 960, 1))
@@ -93,6 +94,7 @@ def test_config_errors():
                       rngs=nnx.Rngs(0))
 
 
+@pytest.mark.slow
 def test_jit_grad_every_sub_discriminator_sees_the_input():
     d = Discriminator(TINY, rngs=nnx.Rngs(0))
     x = 0.3 * jax.random.normal(jax.random.key(3), (1, 960, 1))

@@ -114,6 +114,7 @@ def test_bad_inputs_are_named(alpha_run, audio_dir, tmp_path):
         TokenFile.load(tmp_path / "junk.npz")
 
 
+@pytest.mark.slow  # compiles a streaming and an offline codec
 def test_streaming_tokenizer_equals_offline():
     cfg = micro()
     cfg = dataclasses.replace(cfg, codec=dataclasses.replace(cfg.codec, causal=True))

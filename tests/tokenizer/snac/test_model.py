@@ -42,6 +42,7 @@ def test_shapes_padding_and_decode():
         model(x[..., 0])
 
 
+@pytest.mark.slow
 def test_noise_only_with_a_key_and_gradients_flow():
     model = SNAC("tiny", rngs=nnx.Rngs(1))
     x = jnp.asarray(np.random.default_rng(1).normal(0, 0.1, (1, 2048, 1)), jnp.float32)

@@ -33,7 +33,7 @@ from tokenizer.snac.model import SNAC
 AUDIO_TOL = 1e-4
 # One worker for the module: each oracle case (a torch run and a conversion) is built
 # once, not once per worker that draws one of its tests.
-pytestmark = [pytest.mark.oracle, pytest.mark.xdist_group("snac_parity")]
+pytestmark = [pytest.mark.oracle, pytest.mark.slow, pytest.mark.xdist_group("snac_parity")]
 
 
 def _speech(sr: int, n: int) -> np.ndarray:

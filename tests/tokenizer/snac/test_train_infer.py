@@ -138,6 +138,7 @@ def test_batched_codes_equal_one_at_a_time_and_exact_padding(snac_run, rng):
     assert [b.size for b in back] == [w.size for w in waves]
 
 
+@pytest.mark.slow
 def test_convert_cli_from_pytorch_layout(tmp_path, rng):
     """A model written as the package publishes it converts into a run that infer loads,
     with the same codes as the original."""

@@ -46,7 +46,7 @@ def test_length_must_be_multiple_of_hop():
         enc(jnp.zeros((1, 7, 1)), jnp.ones((1, 7), bool))
 
 
-@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("causal", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_left_padding_invariance(causal):
     """Padding before an utterance (a hop multiple, filled with garbage) changes nothing
     on its valid frames or samples: batches of mixed lengths are exact."""
@@ -88,6 +88,7 @@ def test_causal_mode_ignores_the_future():
     assert float(jnp.max(jnp.abs(a[:, :5] - b[:, :5]))) > 1e-4
 
 
+@pytest.mark.slow
 def test_jit_and_grad_through_both():
     cfg = _cfg(transformer_layers=0)
     enc, dec = _models(cfg)
@@ -115,6 +116,7 @@ def test_default_hop_is_50hz_at_24k_and_25hz_option():
     assert ConvStackConfig(strides=(2, 4, 6, 10, 2)).hop == 960  # 25 Hz
 
 
+@pytest.mark.slow
 def test_bf16_compute_keeps_float32_params():
     cfg = _cfg(dtype="bfloat16")
     enc, dec = _models(cfg)

@@ -226,6 +226,7 @@ def test_rvq_levels_quantize_residuals_and_dropout_keeps_prefixes():
         assert min(errs) < 1e-5, errs
 
 
+@pytest.mark.slow
 def test_phoneme_stage_logits_train_with_ctc():
     from common.losses.ctc import ctc_loss
     q = PhonemeBSQ(16, 12, num_bits=8, group_size=4, rngs=nnx.Rngs(0))
