@@ -57,7 +57,9 @@ def test_layers_are_stacked_with_logical_axes():
     assert ax.logical_axes(q) == (ax.LAYERS, ax.EMBED, ax.HEADS, ax.HEAD_DIM)
 
 
-@pytest.mark.parametrize("remat", ["full", "dots", "dots_no_batch"])
+# "full" is the fast check; each policy compiles a forward and a backward of its own.
+@pytest.mark.parametrize("remat", ["full", pytest.param("dots", marks=pytest.mark.slow),
+                                   pytest.param("dots_no_batch", marks=pytest.mark.slow)])
 def test_remat_gives_the_same_gradients(rng, remat):
     x = _x(rng)
     loss = lambda m: jnp.mean(m(x) ** 2)
@@ -97,6 +99,7 @@ def test_kv_cached_stack_decode_equals_full_pass(rng):
     assert_close(jnp.concatenate(outs, 1), full, 1e-5, where=np.asarray(valid))
 
 
+@pytest.mark.slow  # the scanned cached decode above is the fast check
 def test_unscanned_stack_with_cache(rng):
     cfg = dataclasses.replace(BASE, scan_layers=False)
     model = TransformerStack(cfg, rngs=nnx.Rngs(3))
@@ -108,6 +111,7 @@ def test_unscanned_stack_with_cache(rng):
     assert_close(jnp.concatenate([a, b], 1), full, 1e-5)
 
 
+@pytest.mark.slow
 def test_cross_attention_stack(rng):
     cfg = dataclasses.replace(BASE, cross_attention=True, context_dim=24, causal=False,
                               rope=None, alibi=True)

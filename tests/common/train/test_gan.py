@@ -85,6 +85,7 @@ def test_disc_waits_for_its_start_step_then_trains():
     assert all(np.isfinite(float(v)) for v in m.values())
 
 
+@pytest.mark.slow
 def test_start_on_loss_threshold_latches():
     state, step, _ = _setup(GANConfig(disc_start_loss=1e9))
     state, m = jax.jit(step)(state, _batch(0))
