@@ -50,7 +50,9 @@ def _batch(b=2, n=400, seed=0):
                 phonemes=phonemes, phonemes_valid=np.ones((b, 5), bool))
 
 
-@pytest.mark.parametrize("kind", ["phoneme_bsq", "bsq", "vq", "rvq", "fsq"])
+# The default quantizer is the fast check; the others are each tested in quantizers/.
+@pytest.mark.parametrize("kind", ["phoneme_bsq", *(pytest.param(k, marks=pytest.mark.slow)
+                                                  for k in ("bsq", "vq", "rvq", "fsq"))])
 def test_encode_decode_matches_forward(kind):
     cfg = micro(kind)
     codec = AlphaCodec(cfg, rngs=nnx.Rngs(0))

@@ -18,6 +18,7 @@ def n_params(preset: str) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
+@pytest.mark.slow  # traces the 19.8M and 54.5M parameter models
 def test_published_sizes_and_rates():
     assert n_params("24khz") == 19_842_914  # "19.8 M" in the SNAC README
     assert n_params("32khz") == n_params("44khz") == 54_546_338

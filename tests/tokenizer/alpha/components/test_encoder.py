@@ -21,7 +21,8 @@ def _models(cfg):
     return RawEncoder(cfg, rngs=nnx.Rngs(0)), RawDecoder(cfg, rngs=nnx.Rngs(1))
 
 
-@pytest.mark.parametrize("causal", [False, True])
+# The non-causal stack also runs in every codec test (test_model.py); causal is the fast check.
+@pytest.mark.parametrize("causal", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_shapes_axes_and_range(causal):
     cfg = _cfg(causal)
     enc, dec = _models(cfg)
