@@ -4,9 +4,11 @@ Reference implementations (torch, snac, ...) stay out of uv.lock: they run as sc
 under ``tests/oracles/`` in a separate interpreter, ``.venv-oracle/`` at the repo root
 (``bash scripts/setup_oracle_env.sh`` builds it; ``TRC_ORACLE_PYTHON`` points elsewhere),
 and hand their results back through files (``.npy``/``.npz``, checkpoints). Tests that
-need it are marked ``oracle`` and skip, naming the missing interpreter, without it::
+need it are marked ``oracle`` (and ``slow``: a torch interpreter starts per fixture) and
+skip, naming the missing interpreter, without it::
 
     @pytest.mark.oracle
+    @pytest.mark.slow
     def test_matches_torch(tmp_path):
         run_oracle("my_case.py", str(tmp_path))
         expected = np.load(tmp_path / "out.npy")
