@@ -291,13 +291,13 @@ def test_config_hash_stable_and_sensitive():
     assert h != config_hash(replace_path(PRESETS["small"], "model.layers", 5))
     # Stable across processes (no per-process hash seeds).
     code = (
-        "from tests.common.train.test_config import PRESETS;"
+        "from tests.common.test_config import PRESETS;"
         "from common.config import config_hash;"
         "print(config_hash(PRESETS['small']))"
     )
     env = {"PYTHONHASHSEED": "123", "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[3], env=env)
+                         check=True, cwd=Path(__file__).parents[2], env=env)
     assert out.stdout.strip() == h
 
 
