@@ -1,14 +1,6 @@
-"""Per-utterance feature extractors for preprocessing, and the registry that names them.
+"""The built-in per-utterance feature extractors (see ``common.data.features``).
 
-An extractor turns a decoded record (``common.data.bad_input.decode_record``'s output:
-the record fields plus ``audio`` float32 ``[N]`` at ``sample_rate``) into a dict of
-arrays and strings that ``common.data.preprocess`` stores in ArrayRecord shards. It
-declares what it writes in ``spec()``: ``{key: (shape, dtype)}`` with ``None`` for a
-variable (time) dimension and dtype a numpy dtype name, or ``"str"``/``"int"``/``"float"``
-for Python values. ``info()`` (optional) gives static facts a consumer needs to align
-features, e.g. the hop: frames are ``1 + num_samples // hop_length`` for centred frames.
-
-Built-ins (all host-side numpy, run on CPU in the preprocessing workers):
+All host-side numpy, run on CPU in the preprocessing workers:
 
   logmel  log mel spectrogram float32 ``[T, n_mels]``: our numpy STFT and
           ``common.audio.mel.mel_filterbank``, i.e. librosa's ``melspectrogram``
@@ -19,251 +11,20 @@ Built-ins (all host-side numpy, run on CPU in the preprocessing workers):
   text    ``text`` and ``phonemes`` strings, plus int32 ids when vocab files are given
   audio   the resampled waveform itself (float32, or int16 to halve the size)
 
-Plug-ins: ``register_extractor(name, factory)``, or a ``"package.module:factory"`` spec
-that is imported when named, so a model package can add, e.g., codec tokens from a
-checkpoint (``--extractor-arg codec.checkpoint=/runs/codec``). A factory's keyword
-arguments are filled from ``NAME.KEY=VALUE`` strings and converted by its annotations.
+``common.data.features`` names them (``--extractors logmel,f0``) and builds them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import inspect
-import types
-import typing
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from common.audio.mel import mel_filterbank
+from common.data.features import ExtractorError, FeatureExtractor, Spec
 from common.data.vocab import Vocab
-
-Spec = dict[str, tuple[tuple[int | None, ...], str]]
-PY_TYPES = {"str": str, "int": int, "float": float}
-
-
-class ExtractorError(ValueError):
-    """A bad extractor name, argument or output; the message names the extractor."""
-
-
-@runtime_checkable
-class FeatureExtractor(Protocol):
-    """What ``common.data.preprocess`` needs from an extractor.
-
-    ``sample_rate``: the rate of the ``audio`` it is given (the runner resamples), or
-    None if it does not read audio.
-    """
-
-    name: str
-    sample_rate: int | None
-
-    def spec(self) -> Spec: ...
-
-    def __call__(self, rec: Mapping[str, Any]) -> dict[str, Any]: ...
-
-
-# ------------------------------------------------------------------------- registry
-
-_REGISTRY: dict[str, Callable[..., FeatureExtractor]] = {}
-
-
-def register_extractor(name: str, factory: Callable[..., FeatureExtractor]) -> None:
-    """Make ``name`` (used in ``--extractors``) build extractors with ``factory(**args)``."""
-    if not name.isidentifier():
-        raise ValueError(f"extractor name must be an identifier, got {name!r}")
-    _REGISTRY[name] = factory
-
-
-def registered() -> tuple[str, ...]:
-    return tuple(sorted(_REGISTRY))
-
-
-def resolve_factory(spec: str) -> Callable[..., FeatureExtractor]:
-    """The factory of a registered name or of a ``"package.module:attr"`` spec."""
-    if ":" not in spec:
-        if spec not in _REGISTRY:
-            raise ExtractorError(f"unknown extractor {spec!r}; registered: {registered()}, or "
-                                 "give 'package.module:factory'")
-        return _REGISTRY[spec]
-    module, _, attr = spec.partition(":")
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as e:
-        raise ExtractorError(f"extractor {spec!r}: cannot import {module!r} ({e})") from e
-    factory = getattr(mod, attr, None)
-    if not callable(factory):
-        raise ExtractorError(f"extractor {spec!r}: {module} has no callable {attr!r}")
-    return factory
-
-
-def short_name(spec: str) -> str:
-    """The scope of a spec's arguments: the registered name, or the attr of module:attr."""
-    return spec.rpartition(":")[2]
-
-
-@dataclasses.dataclass(frozen=True)
-class ExtractorSetup:
-    """A built extractor with the spec and arguments it was built from."""
-
-    spec: str
-    args: Mapping[str, Any]
-    extractor: FeatureExtractor
-
-    def describe(self) -> dict[str, Any]:
-        """JSON form stored in the plan and index (also compared on resume)."""
-        ext = self.extractor
-        info = ext.info() if callable(getattr(ext, "info", None)) else {}
-        return {"name": ext.name, "spec": self.spec,
-                "args": {k: _jsonable(v) for k, v in sorted(self.args.items())},
-                "sample_rate": ext.sample_rate, "features": spec_to_json(ext.spec()),
-                "info": {k: _jsonable(v) for k, v in info.items()}}
-
-
-def build_extractors(specs: Sequence[str], arg_items: Sequence[str] = (), *,
-                     defaults: Mapping[str, Any] | None = None) -> list[ExtractorSetup]:
-    """Build each spec with its ``NAME.KEY=VALUE`` arguments (bare ``KEY=VALUE`` if only
-    one extractor is named). Keys two extractors would both write are an error.
-
-    ``defaults`` (e.g. ``{"sample_rate": 24000}``) go to every factory that takes such
-    an argument and was not given it, so extractors follow the run's settings.
-    """
-    if len(set(specs)) != len(specs):
-        raise ExtractorError(f"an extractor is named twice in {list(specs)}")
-    scopes = {}
-    for spec in specs:
-        scopes.setdefault(spec, spec)
-        scopes.setdefault(short_name(spec), spec)
-    args: dict[str, dict[str, str]] = {spec: {} for spec in specs}
-    for item in arg_items:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise ExtractorError(f"--extractor-arg {item!r}: expected NAME.KEY=VALUE")
-        scope, dot, key = key.rpartition(".")
-        if not dot:
-            if len(specs) != 1:
-                raise ExtractorError(f"--extractor-arg {item!r}: say which extractor, as "
-                                     f"NAME.{key}=... with NAME one of {list(specs)}")
-            scope = specs[0]
-        if scope not in scopes:
-            raise ExtractorError(f"--extractor-arg {item!r}: {scope!r} is not one of the "
-                                 f"extractors {list(specs)}")
-        args[scopes[scope]][key] = value
-    setups, owner = [], {}
-    for spec in specs:
-        factory = resolve_factory(spec)
-        kwargs = coerce_args(factory, args[spec], spec)
-        params = inspect.signature(factory).parameters
-        for key, value in (defaults or {}).items():
-            if key in params and key not in kwargs:
-                kwargs[key] = value
-        try:
-            ext = factory(**kwargs)
-        except (TypeError, ValueError, OSError) as e:
-            raise ExtractorError(f"extractor {spec!r}: {e}") from e
-        if not isinstance(ext, FeatureExtractor):
-            raise ExtractorError(f"extractor {spec!r}: factory returned {type(ext).__name__}, "
-                                 "which lacks name / sample_rate / spec() / __call__")
-        for key in ext.spec():
-            if key in owner:
-                raise ExtractorError(f"feature key {key!r} is written by both {owner[key]!r} "
-                                     f"and {spec!r}")
-            owner[key] = spec
-        setups.append(ExtractorSetup(spec, kwargs, ext))
-    return setups
-
-
-def coerce_args(factory: Callable, args: Mapping[str, Any], spec: str) -> dict[str, Any]:
-    """``args`` (strings from the command line) converted by ``factory``'s annotations."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    params = inspect.signature(factory).parameters
-    try:
-        hints = typing.get_type_hints(target)
-    except (NameError, TypeError):
-        hints = {}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    out = {}
-    for key, value in args.items():
-        if key not in params and not takes_any:
-            allowed = [n for n, p in params.items() if p.kind is not p.VAR_POSITIONAL]
-            raise ExtractorError(f"extractor {spec!r} has no argument {key!r}; it takes {allowed}")
-        try:
-            out[key] = _coerce(value, hints.get(key, Any))
-        except ValueError as e:
-            raise ExtractorError(f"extractor {spec!r}, argument {key}={value!r}: {e}") from e
-    return out
-
-
-def _coerce(value: Any, tp: Any) -> Any:
-    if not isinstance(value, str) or tp in (Any, str):
-        return value
-    origin, targs = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if type(None) in targs and value.lower() in ("none", "null", ""):
-            return None
-        for a in targs:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a)
-            except ValueError:
-                continue
-        raise ValueError(f"expected {tp}")
-    if origin is Literal:
-        if value not in targs:
-            raise ValueError(f"allowed values: {list(targs)}")
-        return value
-    if tp is bool:
-        low = value.lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError("expected true or false")
-    if tp in (int, float):
-        return tp(value)
-    if tp is Path:
-        return Path(value)
-    return value
-
-
-def spec_to_json(spec: Spec) -> dict[str, dict[str, Any]]:
-    return {k: {"shape": list(shape), "dtype": str(dtype)} for k, (shape, dtype) in spec.items()}
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Path):
-        return str(v)
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def check_output(name: str, spec: Spec, out: Mapping[str, Any], rec_id: str) -> None:
-    """Raise ``ExtractorError`` if ``out`` does not match ``spec`` (keys, dtypes, dims)."""
-    if set(out) != set(spec):
-        raise ExtractorError(f"extractor {name!r} on {rec_id}: wrote keys {sorted(out)}, its "
-                             f"spec says {sorted(spec)}")
-    for key, (shape, dtype) in spec.items():
-        value = out[key]
-        if dtype in PY_TYPES:
-            if not isinstance(value, PY_TYPES[dtype]):
-                raise ExtractorError(f"extractor {name!r} on {rec_id}: {key} is "
-                                     f"{type(value).__name__}, spec says {dtype}")
-            continue
-        if not shape and isinstance(value, np.generic):  # a numpy scalar for shape ()
-            value = np.asarray(value)
-        if not isinstance(value, np.ndarray) or value.dtype != np.dtype(dtype) or \
-                value.ndim != len(shape) or \
-                any(s is not None and s != v for s, v in zip(shape, value.shape, strict=True)):
-            got = (f"{value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray)
-                   else type(value).__name__)
-            raise ExtractorError(f"extractor {name!r} on {rec_id}: {key} is {got}, spec says "
-                                 f"{dtype}{list(shape)}")
 
 
 def _audio(ext: FeatureExtractor, rec: Mapping[str, Any]) -> np.ndarray:
@@ -534,7 +295,3 @@ class Audio:
         if self.dtype == "int16":
             wav = np.round(np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16)
         return {"audio": wav}
-
-
-for _name, _factory in (("logmel", LogMel), ("f0", F0), ("text", Text), ("audio", Audio)):
-    register_extractor(_name, _factory)

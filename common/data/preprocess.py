@@ -16,8 +16,8 @@ Each record is decoded once at ``--sample-rate`` (``decode_record``: broken inpu
 skipped and counted, or stop the run under ``--source.bad-input.mode strict``),
 resampled for extractors that want another rate, and stored as one example: ``id``,
 ``speaker``, ``language``, ``audio_path`` (str), ``duration`` (float, decoded seconds),
-``num_samples``, ``sample_rate`` (int), and the extractors' features
-(``common.data.features``). Layout and file format: ``common.data.shards``.
+``num_samples``, ``sample_rate`` (int), and the extractors' features (``common.data.features``;
+the built-ins are in ``common.data.extractors``). Layout and file format: ``common.data.shards``.
 
 Resuming: rerun the same command. Finished shards (those with a sidecar) are kept,
 a worker deletes the partial files of its own unfinished shards and rewrites them, so

@@ -17,14 +17,8 @@ import soundfile as sf
 from common.audio.mel import log_mel_spectrogram
 from common.data import shards
 from common.data.bad_input import BadInputConfig, BadInputError, decode_record
-from common.data.features import (
-    F0,
-    ExtractorError,
-    LogMel,
-    build_extractors,
-    register_extractor,
-    yin,
-)
+from common.data.extractors import F0, LogMel, yin
+from common.data.features import ExtractorError, build_extractors, register_extractor
 from common.data.preprocess import finalize, main, preprocess, worker_slot
 from common.data.records import make_record
 from common.data.shards import ShardError, ShardSource
