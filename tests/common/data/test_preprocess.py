@@ -348,7 +348,7 @@ def test_cli_end_to_end_with_a_crash(tmp_path, capsys):
            "--source.kind", "ljspeech", "--source.path", str(root), "--extractors", "logmel",
            "f0", "text", "tests.common.data.test_preprocess:energy", "--extractor-arg",
            "logmel.n_mels=40", "--extractor-arg", "energy.scale=2", "--shard-size", "2",
-           "--no-progress"]
+           "--sample-rate", "22050", "--no-progress"]
     env = {**os.environ, "TRC_TEST_CRASH_AFTER": "1", "PYTHONPATH": str(REPO)}
     crashed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                              timeout=120)
