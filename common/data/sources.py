@@ -72,7 +72,8 @@ class SourceConfig:
         held out for each of validation and test.
       probe_durations: read audio headers for durations the metadata lacks.
       cache_dir: datasets' cache directory (None: its default).
-      corpus_hours, corpus_sample_rate: the default corpus to build ("corpus", empty path).
+      corpus_hours: hours of the default corpus to build ("corpus" with an empty path).
+      corpus_sample_rate: its sample rate in Hz.
       bad_input: skip or stop on missing/unreadable files (also used by the pipeline).
     """
 
