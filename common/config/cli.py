@@ -44,7 +44,7 @@ def parse_config(
     argv = list(sys.argv[1:] if argv is None else argv)
     aliases = dict(aliases or {})
     argv = [_expand_alias(arg, aliases) for arg in argv]
-    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "trc"
+    prog = _prog()
 
     # First pass: only --preset / --config; everything else (including --help) is
     # left for the second pass, whose defaults depend on what this one picks.
@@ -81,6 +81,15 @@ def parse_config(
     # section on or off is done by the preset or the file.
     return tyro.cli(config_cls, default=cfg, args=rest, prog=prog, description=desc,
                     config=(tyro.conf.AvoidSubcommands,))
+
+
+def _prog() -> str:
+    """``python -m tokenizer.alpha.train`` for a module run with ``-m`` (its file name,
+    ``train.py``, would not say which of several trains), else the script's name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return "python -m " + spec.name.removesuffix(".__main__")
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "trc"
 
 
 def _expand_alias(arg: str, aliases: Mapping[str, str]) -> str:

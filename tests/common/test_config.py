@@ -372,3 +372,14 @@ def test_coerce_values_from_command_line_strings():
     # Without from_text, strings are not parsed (as in config files).
     with pytest.raises(ConfigError, match=r"n: invalid value '3', expected int"):
         coerce_values(types, {"n": "3"})
+
+
+def test_usage_names_the_module_run_with_dash_m(monkeypatch, capsys):
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name="tokenizer.alpha.train")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    with pytest.raises(SystemExit):
+        parse("--help")
+    assert "usage: python -m tokenizer.alpha.train" in capsys.readouterr().out
