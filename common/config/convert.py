@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import enum
 import functools
+import keyword
 import os
 import pathlib
 import types
@@ -94,6 +95,9 @@ def coerce_values(types_: Mapping[str, Any], values: Mapping[str, Any], *,
     Names missing from ``types_`` take any value. Raises ``ConfigError`` whose ``field``
     is the name.
     """
+    for name in values:
+        if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
+            raise ConfigError(f"{name!r} is not a valid name", field=str(name))
     cls = _record(tuple((name, types_.get(name, Any)) for name in values))
     with _config_errors(cls):
         record = _from_mapping(cls, values, _dacite_config(cls, True, from_text))

@@ -369,6 +369,8 @@ def test_coerce_values_from_command_line_strings():
         coerce_values(types, {"on": "maybe"}, from_text=True)
     with pytest.raises(ConfigError, match=r"model: dim must be even, got 3"):
         coerce_values(types, {"model": {"dim": 3}})
+    with pytest.raises(ConfigError, match="'n-mels' is not a valid name"):
+        coerce_values(types, {"n-mels": "3"}, from_text=True)
     # Without from_text, strings are not parsed (as in config files).
     with pytest.raises(ConfigError, match=r"n: invalid value '3', expected int"):
         coerce_values(types, {"n": "3"})
