@@ -21,7 +21,7 @@ import os
 import pathlib
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import dacite
@@ -238,8 +238,8 @@ def _dacite_config(root: type, strict: bool, from_text: bool) -> dacite.Config:
             hooks[tp] = hook
         if _is_dataclass_type(tp):
             todo.extend(_hints(tp).values())
-        elif typing.get_origin(tp) is not Literal:
-            todo.extend(typing.get_args(tp))
+        elif typing.get_origin(tp) is not Literal:  # Callable's [args] list is no type
+            todo.extend(a for a in typing.get_args(tp) if isinstance(a, Hashable))
     return config
 
 
