@@ -37,7 +37,7 @@ import time
 from common import bench
 from common.data.corpus import CorpusConfig, build_corpus, corpus_records
 from common.data.pipeline import PipelineConfig, make_pipeline
-from common.data.sources import RecordSource
+from common.data.source_base import RecordSource
 
 
 def bench_corpus(root: pathlib.Path, hours: float, workers: int, sample_rate: int,

@@ -62,9 +62,14 @@ class GANConfig:
       adaptive_weight: VQGAN's ``||grad rec|| / (||grad adv|| + 1e-4)`` on the
         parameters matching ``last_layer`` (a regex on "/"-joined paths; "" = all),
         clipped to ``[0, adaptive_max]``.
+      last_layer: regex on "/"-joined parameter paths whose gradients set the adaptive
+        weight ("" = all parameters).
+      adaptive_max: upper clip of the adaptive weight.
       r1_weight: gamma of the R1 penalty (``gamma / 2 * E||grad_x D(x)||^2`` on reals).
       instance_noise: std of Gaussian noise added to the discriminator's inputs,
         annealed linearly to 0 over ``instance_noise_steps`` (0: constant).
+      instance_noise_steps: steps over which the instance noise anneals to 0 (0: it
+        stays constant).
     """
 
     loss: Literal["lsgan", "hinge"] = "lsgan"

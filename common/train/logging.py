@@ -56,10 +56,13 @@ class LoggingConfig:
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     """W&B mode; the WANDB_MODE environment variable, when set, wins."""
     project: str = "trc"
+    """W&B project name."""
     entity: str | None = None
+    """W&B entity (user or team; None: the account's default)."""
     run_name: str | None = None
     """Display name in W&B (default: the run directory's name)."""
     log_every: int = 10
+    """Steps between scalar logs (metrics are pulled to the host only then)."""
     audio_every: int = 0
     """Steps between audio/image logs; 0 = never."""
     profile_steps: tuple[int, int] | None = None

@@ -56,10 +56,12 @@ class TrainConfig:
       steps: total optimizer steps of the run (a resumed run continues to this).
       seed: seeds parameter initialisation and the step RNG.
       grad_accum: micro-batches per step (the batch is split; gradients averaged).
-      eval_every: evaluate every N steps (0: never); eval_batches: batches per evaluation.
+      eval_every: evaluate every N steps (0: never).
+      eval_batches: batches per evaluation.
       max_nonfinite: stop after this many consecutive skipped (NaN/Inf) updates.
-      run_dir: parent directory of runs; run_name: this run's subdirectory (default: a
-        timestamp; with ``resume`` and no name, the newest run in run_dir).
+      run_dir: parent directory of runs.
+      run_name: this run's subdirectory (default: a timestamp; with ``resume`` and no
+        name, the newest run in run_dir).
       resume: continue from the run's latest checkpoint.
     """
 
