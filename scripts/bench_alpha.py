@@ -43,6 +43,7 @@ from flax import nnx
 
 from common import bench
 from common.data.batching import collate_audio, left_pad_tokens, round_up
+from common.train.hardware import peak_memory_bytes
 from tokenizer.alpha.config import PRESETS, AlphaConfig
 from tokenizer.alpha.model import AlphaCodec
 from tokenizer.alpha.streaming import StreamingCodec
@@ -104,7 +105,7 @@ def bench_train_step(name: str, cfg: AlphaConfig, phase: str, iters: int):
            "step_ms": t.mean_s * 1e3, "std_ms": t.std_s * 1e3,
            "samples_per_s": b / t.mean_s, "audio_s_per_s": b * seconds / t.mean_s,
            "mfu": bench.mfu(t.flops, t.mean_s, jax.device_count()),
-           "peak_mem_MB": (bench.peak_memory_bytes() or 0) / 2**20,
+           "peak_mem_MB": (peak_memory_bytes() or 0) / 2**20,
            "skipped": int(program.nonfinite_total(t.state))}
     return row, program.model(t.state), host
 

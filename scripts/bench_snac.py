@@ -45,6 +45,7 @@ from flax import nnx
 
 from common import bench
 from common.data.batching import round_up
+from common.train.hardware import peak_memory_bytes
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
 from tokenizer.snac.model import SNAC
 from tokenizer.snac.train_config import PRESETS, SnacConfig
@@ -112,7 +113,7 @@ def train_row(model_cfg: SnacModelConfig, mode: str, wav: np.ndarray, iters: int
             "step_ms": t.mean_s * 1e3, "std_ms": t.std_s * 1e3,
             "samples_per_s": b / t.mean_s, "audio_s_per_s": b * seconds / t.mean_s,
             "mfu": bench.mfu(t.flops, t.mean_s, jax.device_count()),
-            "peak_mem_MB": (bench.peak_memory_bytes() or 0) / 2**20}
+            "peak_mem_MB": (peak_memory_bytes() or 0) / 2**20}
 
 
 def default_torch_python() -> str | None:

@@ -24,6 +24,7 @@ from common.nn.activations import Snake
 from common.nn.conv import Conv
 from common.nn.linear import Linear
 from common.nn.transformer import TransformerConfig, TransformerStack
+from common.train.hardware import peak_memory_bytes
 from common.train.mesh import MeshConfig, batch_sharding, make_mesh, state_shardings
 from common.train.optim import OptimizerConfig, make_optimizer
 from common.train.step import TrainState, jit_train_step, make_train_step
@@ -117,7 +118,7 @@ def run(kind: str, size: str, dtype: str | None, mesh_cfg: MeshConfig, iters: in
             "compile_s": compile_s, "step_ms": t.step_s * 1e3, "throughput": units / t.step_s,
             "unit": unit,
             "mfu": bench.mfu(flops, t.step_s, jax.device_count()),
-            "peak_mem_MB": (bench.peak_memory_bytes() or 0) / 2**20}
+            "peak_mem_MB": (peak_memory_bytes() or 0) / 2**20}
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from common.bench import peak_flops
+from common.train.hardware import peak_flops
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class RunLogger:
     """Scalars, media, progress and profiling for one run. Use as a context manager.
 
     ``flops_per_step`` counts one whole step over all devices; MFU divides by the peak
-    of ``jax.device_count()`` devices (only for devices ``common.bench`` knows).
+    of ``jax.device_count()`` devices (only for devices ``common.train.hardware`` knows).
     Throughput is measured between consecutive ``log_scalars`` calls with ``clock``.
     """
 
