@@ -326,4 +326,5 @@ def gan_program(
         model=lambda s: nnx.merge(gen_gd, s.gen.params, s.gen.rest),
         nonfinite_run=lambda s: jnp.maximum(s.gen.nonfinite_run, s.disc.nonfinite_run),
         nonfinite_total=lambda s: s.gen.nonfinite_total + s.disc.nonfinite_total,
+        grad_accum=grad_accum,
     )
