@@ -62,7 +62,7 @@ def build_program(cfg: AlphaConfig) -> Program:
         gen_fn, disc_fn,
         make_optimizer(resolve_optim(cfg.train)),
         make_optimizer(resolve_optim(cfg.train, cfg.disc_optim)),
-        cfg.gan, seed=cfg.train.seed)
+        cfg.gan, seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
 
 
 def log_examples(step: int, codec: AlphaCodec, batch: Mapping[str, np.ndarray], logger,

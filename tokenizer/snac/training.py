@@ -142,7 +142,7 @@ def build_program(cfg: SnacConfig, weights: nnx.State | None = None) -> Program:
     return gan_program(build, lambda rngs: Discriminator(cfg.disc, rngs=rngs), gen_fn,
                        lambda disc, wav: disc(wav), make_optimizer(optim),
                        make_optimizer(resolve_optim(cfg.train, cfg.disc_optim)), cfg.gan,
-                       seed=cfg.train.seed)
+                       seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
 
 
 # ---------------------------------------------------------------------- data
