@@ -20,8 +20,8 @@ from common.train.gan import GANConfig
 from common.train.logging import LoggingConfig
 from common.train.loop import TrainConfig
 from common.train.optim import OptimizerConfig
-from tokenizer.alpha.components.discriminators import DiscriminatorConfig
 from tokenizer.alpha.components.encoder import ConvStackConfig
+from tokenizer.codec.discriminators import DiscriminatorConfig
 
 QuantizerKind = Literal["phoneme_bsq", "bsq", "vq", "rvq", "fsq"]
 

@@ -21,10 +21,10 @@ from common.train.gan import gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
 from common.train.program import Program
-from tokenizer.alpha.components.discriminators import Discriminator
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.losses.generator_loss import generator_loss
 from tokenizer.alpha.model import AlphaCodec
+from tokenizer.codec.discriminators import Discriminator
 
 
 def codec_loss(codec: AlphaCodec, batch: Mapping[str, jax.Array], key: jax.Array | None,
