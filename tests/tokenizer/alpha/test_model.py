@@ -17,9 +17,9 @@ from tokenizer.alpha.losses.generator_loss import (
     generator_loss,
     quantizer_loss,
 )
-from tokenizer.alpha.mask_utils import lengths_to_valid
 from tokenizer.alpha.model import AlphaCodec, bitrate, code_streams
 from tokenizer.codec.discriminators import DiscriminatorConfig
+from tokenizer.codec.masks import lengths_to_valid
 
 SR = 8000
 
