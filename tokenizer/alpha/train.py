@@ -25,15 +25,17 @@ from common.config import parse_config
 from common.train.loop import TrainResult, enable_compilation_cache, train
 from common.train.mesh import maybe_initialize_distributed
 from tokenizer.alpha.config import PRESETS, AlphaConfig
-from tokenizer.alpha.data import first_batch, make_data, resolve_data
+from tokenizer.alpha.data import make_data, resolve_data
 from tokenizer.alpha.model import bitrate
-from tokenizer.alpha.training import build_program, log_examples, summarize
+from tokenizer.alpha.training import build_program, log_examples
+from tokenizer.codec.train_logging import first_batch, summarize
 
 log = logging.getLogger("tokenizer.alpha.train")
 
 ALIASES = {"--resume": "--train.resume", "--steps": "--train.steps",
            "--batch-size": "--data.batch-size", "--run-name": "--train.run-name",
            "--bf16": "--codec.dtype=bfloat16"}
+SUMMARY_KEYS = ("gen/mel", "gen/ctc", "gen/rec_loss", "disc/loss")
 
 
 def run(cfg: AlphaConfig) -> TrainResult:
@@ -64,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     cfg = parse_config(AlphaConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
     result = run(cfg)
     what = "stopped (checkpoint saved)" if result.stopped_by_signal else "done"
-    print(f"{what} at step {result.step}: {summarize(result.history)}\n"
+    print(f"{what} at step {result.step}: {summarize(result.history, SUMMARY_KEYS)}\n"
           f"run directory: {result.run_dir} (checkpoints in {result.run_dir}/checkpoints, "
           f"W&B offline logs in {result.run_dir}/wandb, config.json)", flush=True)
     return result

@@ -23,8 +23,8 @@ from common.train.gan import GANConfig
 from common.train.logging import LoggingConfig
 from common.train.loop import TrainConfig
 from common.train.optim import OptimizerConfig
-from tokenizer.alpha.config import dac_adamw
 from tokenizer.codec.discriminators import DiscriminatorConfig
+from tokenizer.codec.optim import dac_adamw
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
 
 Part = Literal["encoder", "quantizer", "decoder"]
