@@ -21,8 +21,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tokenizer.alpha.inference import AlphaTokenizer, TokenFile, setup_cli_logging
-from tokenizer.cli import CLI_ERRORS, add_codec_args, codec_command, print_summary
+from tokenizer.alpha.inference import AlphaTokenizer, TokenFile
+from tokenizer.codec.cli import (
+    CLI_ERRORS,
+    add_codec_args,
+    codec_command,
+    print_summary,
+    setup_cli_logging,
+)
 
 
 def run(args: argparse.Namespace) -> dict:

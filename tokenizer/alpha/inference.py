@@ -18,7 +18,6 @@ sizes, frame and sample rate, the model's config hash and the checkpoint step.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -30,16 +29,16 @@ from flax import nnx
 
 from common.config import config_from_dict, config_to_dict
 from common.train.checkpoint import Checkpointer, load_model
-from common.train.loop import TrainConfig, resolve_run_dir
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.model import AlphaCodec, code_streams
-from tokenizer.token_io import (
+from tokenizer.codec.token_io import (
     TokenFileError,
     config_digest,
     load_npz,
     normalize_with_gain,
     save_npz,
 )
+from tokenizer.codec.tokenizer import find_run
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +52,6 @@ def model_hash(cfg: AlphaConfig, length: int = 12) -> str:
     """Digest of the model-defining config fields (``MODEL_FIELDS``)."""
     d = config_to_dict(cfg)
     return config_digest({k: d[k] for k in MODEL_FIELDS}, length)
-
-
-def find_run(run: str | Path | None, runs_root: str | Path = "runs") -> Path:
-    """``run`` itself, or the newest run with checkpoints under ``runs_root``."""
-    if run:
-        path = Path(run)
-        if not (path / "checkpoints").is_dir():
-            raise FileNotFoundError(f"{path}: not a run directory (no checkpoints/ inside); "
-                                    "pass the directory train printed at the end")
-        return path
-    return resolve_run_dir(TrainConfig(run_dir=str(runs_root), resume=True))
 
 
 @dataclasses.dataclass
@@ -272,26 +260,3 @@ class AlphaTokenizer:
             if progress is not None:
                 progress(len(idx))
         return out
-
-
-# ---------------------------------------------------------------------- CLI helpers
-
-
-def checkpoint_step(text: str) -> int | str:
-    """``--step`` values: an int, ``latest`` or ``best``."""
-    return text if text in ("latest", "best") else int(text)
-
-
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    """``--run`` and ``--step``, as the infer and eval commands take them."""
-    p.add_argument("--run", default=None, help="run directory (default: newest under runs/)")
-    p.add_argument("--step", default=None, type=checkpoint_step,
-                   help="checkpoint step, 'latest' (default) or 'best'")
-
-
-def setup_cli_logging() -> None:
-    """INFO logs with timestamps for the alpha commands; orbax's per-call chatter off."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)
-

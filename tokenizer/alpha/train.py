@@ -28,6 +28,7 @@ from tokenizer.alpha.config import PRESETS, AlphaConfig
 from tokenizer.alpha.data import make_data, resolve_data
 from tokenizer.alpha.model import bitrate
 from tokenizer.alpha.training import build_program, log_examples
+from tokenizer.codec.cli import setup_cli_logging
 from tokenizer.codec.train_logging import first_batch, summarize
 
 log = logging.getLogger("tokenizer.alpha.train")
@@ -58,9 +59,7 @@ def run(cfg: AlphaConfig) -> TrainResult:
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save chatter
+    setup_cli_logging()
     maybe_initialize_distributed()
     enable_compilation_cache()
     cfg = parse_config(AlphaConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)

@@ -19,8 +19,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tokenizer.alpha.inference import setup_cli_logging
-from tokenizer.cli import CLI_ERRORS, add_codec_args, codec_command, print_summary
+from tokenizer.codec.cli import (
+    CLI_ERRORS,
+    add_codec_args,
+    codec_command,
+    print_summary,
+    setup_cli_logging,
+)
 from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
 
 

@@ -24,16 +24,16 @@ from flax import nnx
 
 from common.config import config_from_dict, config_to_dict
 from common.train.checkpoint import Checkpointer, load_model
-from tokenizer.alpha.inference import find_run
-from tokenizer.snac.model import SNAC
-from tokenizer.snac.train_config import SnacConfig
-from tokenizer.token_io import (
+from tokenizer.codec.token_io import (
     TokenFileError,
     config_digest,
     load_npz,
     normalize_with_gain,
     save_npz,
 )
+from tokenizer.codec.tokenizer import find_run
+from tokenizer.snac.model import SNAC
+from tokenizer.snac.train_config import SnacConfig
 
 log = logging.getLogger(__name__)
 

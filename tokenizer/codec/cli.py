@@ -1,6 +1,7 @@
-"""The command-line plumbing both codecs' ``infer`` (and SNAC's ``tokens``) share: input
-files or folders, reading them with skip counts, encode / decode / roundtrip over a
-tokenizer, the common flags and the closing message.
+"""The command-line plumbing the codecs' commands share: ``--run`` / ``--step`` and the
+logging setup of every ``infer`` / ``eval`` / ``train``; for ``infer`` (and SNAC's
+``tokens``) input files or folders, reading them with skip counts, encode / decode /
+roundtrip over a tokenizer, the common flags and the closing message.
 
 A tokenizer here has ``encode(wavs, progress=, **kw) -> [token file]`` (each with a
 ``source`` and ``save(path)``), ``decode(tokens, names=, progress=, **kw) -> [wav]``,
@@ -19,14 +20,32 @@ from tqdm import tqdm
 
 from common.audio.io import AudioLoadError, load_audio, save_audio
 from common.train.checkpoint import CheckpointError
-from tokenizer.alpha.inference import add_run_args
-from tokenizer.token_io import TokenFileError
+from tokenizer.codec.token_io import TokenFileError
 
-log = logging.getLogger("tokenizer.cli")
+log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 # What a command reports as "error: ..." instead of a traceback.
 CLI_ERRORS = (AudioLoadError, TokenFileError, CheckpointError, FileNotFoundError, ValueError)
+
+
+def checkpoint_step(text: str) -> int | str:
+    """``--step`` values: an int, ``latest`` or ``best``."""
+    return text if text in ("latest", "best") else int(text)
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """``--run`` and ``--step``, as the infer and eval commands take them."""
+    p.add_argument("--run", default=None, help="run directory (default: newest under runs/)")
+    p.add_argument("--step", default=None, type=checkpoint_step,
+                   help="checkpoint step, 'latest' (default) or 'best'")
+
+
+def setup_cli_logging() -> None:
+    """INFO logs with timestamps for the codec commands; orbax's per-call chatter off."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+    logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def list_inputs(path: Path, suffixes: Sequence[str]) -> list[tuple[Path, Path]]:
