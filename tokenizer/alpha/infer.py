@@ -21,7 +21,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tokenizer.alpha.inference import AlphaTokenizer, TokenFile
+from tokenizer.alpha.inference import AlphaTokenizer
 from tokenizer.codec.cli import (
     CLI_ERRORS,
     add_codec_args,
@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> dict:
     extra = {"loudness_dbfs": None} if args.no_loudness else {}
     tok = AlphaTokenizer.from_run(args.run, step=args.step, batch_size=args.batch_size,
                                   **extra)
-    return codec_command(args, tok, TokenFile.load, tok.cfg.sample_rate,
-                         stream=args.stream, chunk_frames=args.chunk_frames)
+    return codec_command(args, tok, stream=args.stream, chunk_frames=args.chunk_frames)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -3,9 +3,8 @@ logging setup of every ``infer`` / ``eval`` / ``train``; for ``infer`` (and SNAC
 ``tokens``) input files or folders, reading them with skip counts, encode / decode /
 roundtrip over a tokenizer, the common flags and the closing message.
 
-A tokenizer here has ``encode(wavs, progress=, **kw) -> [token file]`` (each with a
-``source`` and ``save(path)``), ``decode(tokens, names=, progress=, **kw) -> [wav]``,
-``run_dir`` and ``step``.
+A tokenizer here is a ``tokenizer.codec.tokenizer.CodecTokenizer``: ``encode``,
+``decode``, ``sample_rate``, ``token_file_type`` (its ``load``), ``run_dir`` and ``step``.
 """
 
 from __future__ import annotations
@@ -90,15 +89,14 @@ def encode_loaded(tok, loaded, **kw) -> list:
     return tokens
 
 
-def codec_command(args: argparse.Namespace, tok, load_tokens: Callable[[Path], Any],
-                  sample_rate: int, **kw) -> dict:
+def codec_command(args: argparse.Namespace, tok, **kw) -> dict:
     """``args.command`` (encode / decode / roundtrip) from ``args.input`` to
-    ``args.output`` (mirroring a folder's layout); ``kw`` go to encode and decode.
-    Returns ``{written, skipped, run_dir, step}``."""
-    out_root, src = Path(args.output), Path(args.input)
+    ``args.output`` (mirroring a folder's layout) at the tokenizer's ``sample_rate``;
+    ``kw`` go to encode and decode. Returns ``{written, skipped, run_dir, step}``."""
+    out_root, src, sample_rate = Path(args.output), Path(args.input), tok.sample_rate
     if args.command == "decode":
-        loaded, skipped = read_all(list_inputs(src, (".npz",)), load_tokens, args.strict,
-                                   "token files")
+        loaded, skipped = read_all(list_inputs(src, (".npz",)), tok.token_file_type.load,
+                                   args.strict, "token files")
         tokens = [t for _, _, t in loaded]
     else:
         loaded, skipped = read_audio(list_inputs(src, AUDIO_SUFFIXES), sample_rate,

@@ -26,7 +26,7 @@ from tokenizer.codec.cli import (
     print_summary,
     setup_cli_logging,
 )
-from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
+from tokenizer.snac.inference import SnacTokenizer
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> dict:
     extra = {"loudness_dbfs": None} if args.no_loudness else {}
     tok = SnacTokenizer.from_run(args.run, step=args.step, batch_size=args.batch_size,
                                  bucket_seconds=args.bucket_seconds, **extra)
-    return codec_command(args, tok, SnacTokenFile.load, tok.cfg.model.sampling_rate)
+    return codec_command(args, tok)
 
 
 def parser() -> argparse.ArgumentParser:
