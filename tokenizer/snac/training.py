@@ -116,7 +116,8 @@ def freeze_patterns(cfg: SnacConfig) -> tuple[str, ...]:
 
 def build_program(cfg: SnacConfig, weights: nnx.State | None = None) -> Program:
     """The training ``Program``: the codec alone (L1 + STFT + quantizer losses), or with
-    ``cfg.adversarial`` the GAN of ``common.train.gan`` with the alpha discriminators."""
+    ``cfg.adversarial`` the GAN of ``common.train.gan`` with the shared discriminators
+    (``tokenizer.codec.discriminators``)."""
 
     def build(rngs: nnx.Rngs) -> SNAC:
         codec = SNAC(cfg.model, rngs=rngs)
@@ -133,7 +134,7 @@ def build_program(cfg: SnacConfig, weights: nnx.State | None = None) -> Program:
 
         return supervised_program(build, loss_fn, make_optimizer(optim), seed=cfg.train.seed,
                                   grad_accum=cfg.train.grad_accum)
-    from tokenizer.alpha.components.discriminators import Discriminator
+    from tokenizer.codec.discriminators import Discriminator
 
     def gen_fn(codec, batch, key):
         recon, loss, metrics = codec_loss(codec, batch, key, cfg)
