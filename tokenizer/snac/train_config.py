@@ -105,14 +105,12 @@ class SnacConfig:
       freeze: parts that get no updates ("encoder", "quantizer", "decoder"); with the
         encoder and quantizer frozen no gradient is computed through them
         (decoder-only fine-tuning).
-      noise: drive the decoder's noise blocks while training (as the original).
       adversarial: add the GAN losses of the shared discriminators (MPD, MSD, STFT).
     """
 
     model: SnacModelConfig = dataclasses.field(default_factory=SnacModelConfig)
     init_from: str = ""
     freeze: tuple[Part, ...] = ()
-    noise: bool = True
     curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
     loss: SnacLossConfig = dataclasses.field(default_factory=SnacLossConfig)
     adversarial: bool = False

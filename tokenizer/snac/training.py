@@ -72,7 +72,8 @@ def codec_loss(codec: SNAC, batch: Mapping[str, jax.Array], key: jax.Array | Non
     else:
         z = codec.encoder(codec.pad(wav))
         quant = codec.quantizer(z)
-    noise_key = key if cfg.noise and cfg.model.noise else None
+    # Noise blocks (``model.noise``) are driven in training, as the original always does.
+    noise_key = key if cfg.model.noise else None
     recon = codec.decoder(quant.z_q, noise_key)[:, :n].astype(jnp.float32)
     loss, metrics = reconstruction_loss(recon, wav, lengths, cfg)
     if not cfg.decoder_only:
