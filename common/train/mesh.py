@@ -60,8 +60,11 @@ class MeshConfig:
     """Mesh shape; one entry may be -1 to take the remaining devices."""
 
     data: int = -1
+    """Data-parallel axis size (batch split, parameters replicated)."""
     fsdp: int = 1
+    """Fully-sharded data-parallel axis size (batch and parameters split)."""
     tensor: int = 1
+    """Tensor-parallel axis size (parameters split within layers)."""
 
     def __post_init__(self):
         sizes = (self.data, self.fsdp, self.tensor)

@@ -77,37 +77,67 @@ class OptimizerConfig:
     """
 
     name: OptimizerName = "adamw"
+    """Which optimizer: adamw, adam, sgd or scaled_adam (icefall's ScaledAdam)."""
     lr: float = 3e-4
+    """Peak learning rate."""
     schedule: ScheduleName = "cosine"
+    """Learning-rate schedule: constant, cosine, linear (all with linear warm-up) or eden."""
     warmup_steps: int = 0
+    """Steps of warm-up (from 0 to lr; for eden from eden_warmup_start * lr)."""
     total_steps: int | None = None
+    """Step at which cosine/linear reach lr * min_lr_ratio (None: the run fills it in)."""
     min_lr_ratio: float = 0.0
+    """Final learning rate of cosine/linear as a fraction of lr."""
     b1: float = 0.9
+    """Adam's first-moment decay."""
     b2: float = 0.999
+    """Adam's second-moment decay."""
     eps: float = 1e-8
+    """Adam's denominator epsilon (also ScaledAdam's)."""
     weight_decay: float = 0.0
+    """Decoupled weight decay for adamw, added to the gradient for sgd."""
     decay_1d: bool = False
+    """Also decay parameters with fewer than 2 dims (norm scales, biases)."""
     sgd_momentum: float = 0.0
+    """Heavy-ball momentum of sgd (0: none)."""
     clip_norm: float | None = 1.0
+    """Clip the global gradient norm to this before the optimizer (None: no clipping)."""
     grokfast: GrokfastName = "none"
+    """Grokfast gradient filter: none, ema or ma (moving average over a window)."""
     grokfast_alpha: float = 0.98
+    """Decay of Grokfast's gradient EMA."""
     grokfast_lamb: float = 2.0
+    """Weight of the filtered (slow) gradient added to the gradient."""
     grokfast_window: int = 100
+    """Gradients averaged by Grokfast's ma filter."""
     freeze: tuple[str, ...] = ()
+    """Regexes on '/'-joined parameter paths that get no updates and no optimizer state."""
     # Eden (icefall) schedule
     eden_lr_batches: float = 5000.0
+    """Eden's step constant B: the rate falls as ((b^2 + B^2) / B^2)^-0.25."""
     eden_lr_epochs: float = 6.0
+    """Eden's epoch constant E: the rate falls as ((e^2 + E^2) / E^2)^-0.25."""
     eden_steps_per_epoch: int | None = None
+    """Steps per Eden epoch (fractional epochs; None: no epoch factor)."""
     eden_warmup_start: float = 0.5
+    """Eden's warm-up starts at this fraction of lr."""
     # ScaledAdam (icefall)
     scalar_lr_scale: float = 0.1
+    """ScaledAdam: learning-rate factor for scalars and for the learned scales."""
     param_min_rms: float = 1e-5
+    """ScaledAdam: parameter RMS floor of the update size and the scale learning."""
     param_max_rms: float = 3.0
+    """ScaledAdam: parameter RMS above which the learned scale stops growing."""
     scalar_max: float = 10.0
+    """ScaledAdam: scalar parameters are clipped to [-scalar_max, scalar_max]."""
     clipping_scale: float | None = 2.0
+    """ScaledAdam: clip gradients at this times the median recent norm (None: off)."""
     clipping_update_period: int = 100
+    """ScaledAdam: steps between refreshes of the clipping threshold."""
     size_update_period: int = 4
+    """ScaledAdam: steps between updates of the learned parameter scales."""
     scaled_adam_betas: tuple[float, float] = (0.9, 0.98)
+    """ScaledAdam's (beta1, beta2)."""
 
     def __post_init__(self):
         # Files and the CLI may hand over lists, or a lone pattern as a string.

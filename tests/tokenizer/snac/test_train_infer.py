@@ -18,14 +18,13 @@ from safetensors.numpy import save_file
 from common.data.corpus import build_corpus
 from tests.settings import ROOT, TEST_XLA_FLAGS
 from tests.tokenizer.corpus import CORPUS
-from tokenizer.alpha.inference import TokenFileError
+from tokenizer.codec.token_io import TokenFileError, normalize_with_gain
 from tokenizer.snac import convert, infer
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
 from tokenizer.snac.convert import to_state_dict
 from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
 from tokenizer.snac.model import SNAC
 from tokenizer.snac.train_config import CurriculumConfig
-from tokenizer.token_io import normalize_with_gain
 
 # The tests of the trained run (a train subprocess: slow) share it on one worker; the
 # others spread over the rest.

@@ -8,7 +8,7 @@ from flax import nnx
 
 from tests.helpers import assert_close, assert_params_have_axes
 from tokenizer.alpha.components.encoder import ConvStackConfig, RawDecoder, RawEncoder
-from tokenizer.alpha.mask_utils import lengths_to_valid, valid_lengths
+from tokenizer.codec.masks import lengths_to_valid, valid_lengths
 
 
 def _cfg(causal=False, **kw):

@@ -1,9 +1,9 @@
-"""Valid masks of left-padded batches: lengths, frame rates, up- and downsampling."""
+"""Valid masks of left-padded batches at every frame rate."""
 
 import jax.numpy as jnp
 import numpy as np
 
-from tokenizer.alpha.mask_utils import (
+from tokenizer.codec.masks import (
     downsample_valid,
     frame_valids,
     lengths_to_valid,
@@ -12,7 +12,7 @@ from tokenizer.alpha.mask_utils import (
 )
 
 
-def test_mask_utils_left_padding():
+def test_left_padding():
     valid = lengths_to_valid(jnp.array([0, 1, 5, 7, 12]), 12)
     np.testing.assert_array_equal(valid_lengths(valid), [0, 1, 5, 7, 12])
     assert not valid[2, :7].any() and valid[2, 7:].all()
