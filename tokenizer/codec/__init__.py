@@ -5,7 +5,9 @@ sit on it and import nothing from each other).
   directory, batched encode / decode, token-file checks), and ``find_run``.
 - ``token_io``: ``CodecTokenFile``, the base of the token files, on the ``.npz``
   container; config digests; loudness normalisation with its gain.
-- ``cli``: the command-line plumbing of ``infer`` / ``eval`` / ``train`` / ``tokens``.
+- ``cli``: the commands' shared command line (tyro option dataclasses, the
+  ``encode|decode|roundtrip`` subcommands, the exit status); jax-free, so ``--help`` is
+  instant. ``file_commands``: what ``infer`` / ``tokens`` do with input files and folders.
 - ``discriminators``: the MPD / MSD / complex-STFT discriminators and their config.
 - ``residual``: the DAC residual unit; ``masks``: valid masks of left-padded batches.
 - ``optim``: the DAC AdamW preset; ``train_logging``: example audio and run summaries.

@@ -21,9 +21,9 @@ from tests.tokenizer.alpha.conftest import CORPUS, ROOT
 from tokenizer.codec.token_io import TokenFileError, normalize_with_gain
 from tokenizer.snac import convert, infer
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
-from tokenizer.snac.convert import to_state_dict
 from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
 from tokenizer.snac.model import SNAC
+from tokenizer.snac.pytorch_weights import find_weights, to_state_dict
 from tokenizer.snac.train_config import CurriculumConfig
 
 # The tests of the trained run share it on one worker; the others spread over the rest.
@@ -150,4 +150,4 @@ def test_convert_cli_from_pytorch_layout(tmp_path, rng):
     for a, b in zip(codes, want, strict=True):
         np.testing.assert_array_equal(a, np.asarray(b)[0])
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
-        convert.find_weights(src / "model.safetensors", tmp_path / "missing.json")
+        find_weights(src / "model.safetensors", tmp_path / "missing.json")
