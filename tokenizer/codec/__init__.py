@@ -8,7 +8,8 @@ sit on it and import nothing from each other).
 - ``cli``: the commands' shared command line (tyro option dataclasses, the
   ``encode|decode|roundtrip`` subcommands, the exit status); jax-free, so ``--help`` is
   instant. ``file_commands``: what ``infer`` / ``tokens`` do with input files and folders.
-- ``discriminators``: the MPD / MSD / complex-STFT discriminators and their config.
+- ``discriminators``: the MPD / MSD / complex-STFT discriminators; ``configs``: their
+  config, jax-free (the commands import it before parsing).
 - ``residual``: the DAC residual unit; ``masks``: valid masks of left-padded batches.
 - ``optim``: the DAC AdamW preset; ``train_logging``: example audio and run summaries.
 """
