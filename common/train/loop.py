@@ -30,10 +30,11 @@ import numpy as np
 from flax import nnx
 
 from common.config import config_to_dict, format_config
-from common.train.checkpoint import CheckpointConfig, Checkpointer, write_config_json
-from common.train.logging import LoggingConfig, RunLogger
-from common.train.mesh import MeshConfig, host_to_global, make_mesh, state_shardings
+from common.train.checkpoint import Checkpointer, write_config_json
+from common.train.configs import TrainConfig
+from common.train.logging import RunLogger
 from common.train.mesh import batch_sharding as make_batch_sharding
+from common.train.mesh import host_to_global, make_mesh, state_shardings
 from common.train.optim import OptimizerConfig, make_optimizer
 from common.train.program import Program, supervised_program
 from common.train.step import LossFn, jit_train_step
@@ -43,43 +44,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteError(FloatingPointError):
     """Too many consecutive steps with a NaN/Inf loss or gradient."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """The loop's settings (models embed this in their own config).
-
-    Attributes:
-      steps: total optimizer steps of the run (a resumed run continues to this).
-      seed: seeds parameter initialisation and the step RNG.
-      grad_accum: micro-batches per step (the batch is split; gradients averaged).
-      eval_every: evaluate every N steps (0: never); eval_batches: batches per evaluation.
-      max_nonfinite: stop after this many consecutive skipped (NaN/Inf) updates.
-      run_dir: parent directory of runs; run_name: this run's subdirectory (default: a
-        timestamp; with ``resume`` and no name, the newest run in run_dir).
-      resume: continue from the run's latest checkpoint.
-    """
-
-    steps: int = 1000
-    seed: int = 0
-    grad_accum: int = 1
-    eval_every: int = 0
-    eval_batches: int = 4
-    max_nonfinite: int = 20
-    run_dir: str = "runs"
-    run_name: str | None = None
-    resume: bool = False
-    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
-    optim: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
-    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
-    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
-
-    def __post_init__(self):
-        for name in ("steps", "grad_accum", "eval_batches", "max_nonfinite"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_every < 0:
-            raise ValueError(f"train.eval_every must be >= 0, got {self.eval_every}")
 
 
 @dataclasses.dataclass
