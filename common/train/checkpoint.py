@@ -2,6 +2,7 @@
 
 Layout of a run directory::
 
+    run_dir/run.json                    what the run holds (``common.train.runs``)
     run_dir/config.json                 the run's config (also inside every checkpoint)
     run_dir/checkpoints/<step>/model    the model's state (parameters and other variables)
     run_dir/checkpoints/<step>/train    optimizer state, step, RNG, counters

@@ -2,7 +2,8 @@
 
 A package's ``train.py`` stays thin::
 
-    result = train(cfg.train, build_model=lambda rngs: Codec(cfg.model, rngs=rngs),
+    result = train(cfg.train, kind="tokenizer.alpha",
+                   build_model=lambda rngs: Codec(cfg.model, rngs=rngs),
                    loss_fn=codec_loss, train_data=batches, eval_data=make_eval_batches,
                    config=cfg)
 
@@ -11,6 +12,10 @@ host copy), resumes the latest checkpoint when asked (model, optimizer, step, RN
 the data iterator, so the run continues exactly), runs the jitted step, logs on log
 steps only (metrics stay on device otherwise), evaluates every ``eval_every`` steps,
 checkpoints every ``checkpoint.every`` steps, and on SIGTERM/SIGINT saves and returns.
+``kind`` is what the run directory says it holds (``run.json``, ``common.train.runs``):
+an argument of ``train`` rather than of the ``Program`` because one program serves
+several models (``gan_program`` trains alpha and SNAC) and the run directory is the
+loop's.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from common.train.mesh import batch_sharding as make_batch_sharding
 from common.train.mesh import host_to_global, make_mesh, state_shardings
 from common.train.optim import OptimizerConfig, make_optimizer
 from common.train.program import Program, supervised_program
+from common.train.runs import UNKNOWN, read_run_info, start_run
 from common.train.step import LossFn, jit_train_step
 
 log = logging.getLogger(__name__)
@@ -72,15 +78,19 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
     return root
 
 
-def resolve_run_dir(cfg: TrainConfig) -> Path:
+def resolve_run_dir(cfg: TrainConfig, kind: str | None = None) -> Path:
+    """The run's directory; with ``resume`` and no name, the newest run with checkpoints
+    (of ``kind`` when given: resuming never picks another model's run)."""
     root = Path(cfg.run_dir)
     if cfg.run_name:
         return root / cfg.run_name
     if cfg.resume:
-        runs = sorted((p for p in root.glob("*") if (p / "checkpoints").is_dir()),
+        runs = sorted((p for p in root.glob("*") if (p / "checkpoints").is_dir()
+                       and (kind is None or read_run_info(p).kind in (kind, UNKNOWN))),
                       key=lambda p: p.stat().st_mtime)
         if not runs:
-            raise FileNotFoundError(f"--resume: no run with checkpoints under {root}")
+            what = f"{kind} run" if kind else "run"
+            raise FileNotFoundError(f"--resume: no {what} with checkpoints under {root}")
         return runs[-1]
     return root / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -129,6 +139,8 @@ def resolve_optim(cfg: TrainConfig, optim: OptimizerConfig | None = None) -> Opt
 def train(
     cfg: TrainConfig,
     *,
+    kind: str,
+    init_from: str | None = None,
     build_model: Callable[[nnx.Rngs], nnx.Module] | None = None,
     loss_fn: LossFn | None = None,
     program: Program | None = None,
@@ -143,13 +155,20 @@ def train(
     """Train ``build_model(rngs)`` on ``loss_fn`` over ``train_data`` (see module doc),
     or run any ``program`` (e.g. ``common.train.gan.gan_program``) instead.
 
+    ``kind`` names what the run holds (the package that trains it, e.g.
+    "tokenizer.alpha"; recorded in ``run_dir/run.json``, see ``common.train.runs``);
+    ``init_from`` the run or checkpoint the weights started from, if any. A resumed run
+    must be of the same kind.
+
     ``train_data`` yields host batches (pytrees of arrays whose leading axis is this
     process's share of the global batch); for exact resumption it should have
     ``get_state``/``set_state`` (grain iterators do). ``config`` is the full run config
     (a dataclass or dict) saved with every checkpoint. ``on_log(step, model, metrics,
     logger)`` runs on log steps, e.g. to log audio.
     """
-    run_dir = resolve_run_dir(cfg)
+    run_dir = resolve_run_dir(cfg, kind)
+    # Before any compiling: resuming another kind's run fails here, with a clear message.
+    start_run(run_dir, kind, source=init_from, config=config, write=jax.process_index() == 0)
     if dataclasses.is_dataclass(config):
         log.info("config:\n%s", format_config(config))
         config_dict = config_to_dict(config)

@@ -14,6 +14,7 @@ from common.train.logging import LoggingConfig
 from common.train.loop import NonFiniteError, TrainConfig, train
 from common.train.mesh import MeshConfig, make_mesh, state_shardings
 from common.train.optim import OptimizerConfig
+from common.train.runs import RunKindError, read_run_info
 from tests.common.train.toy import Toy, ToyConfig, ToyIterator, toy_loss
 
 TOY = ToyConfig(dim=16, layers=1, heads=2, kv_heads=1)
@@ -29,8 +30,8 @@ def _cfg(tmp_path, **kw) -> TrainConfig:
     return dataclasses.replace(base, **kw)
 
 
-def _train(cfg: TrainConfig, data=None, **kw):
-    return train(cfg, build_model=lambda rngs: Toy(TOY, rngs=rngs), loss_fn=toy_loss,
+def _train(cfg: TrainConfig, data=None, kind="tests.toy", **kw):
+    return train(cfg, kind=kind, build_model=lambda rngs: Toy(TOY, rngs=rngs), loss_fn=toy_loss,
                  train_data=data if data is not None else ToyIterator(seed=1, batch=8),
                  config={"model": dataclasses.asdict(TOY)}, **kw)
 
@@ -49,6 +50,10 @@ def test_resume_continues_exactly(tmp_path):
     assert _losses(resumed, 6) == _losses(full, 6)
     losses = _losses(full, 1)
     assert losses[-1] < losses[0]
+    # The run says what it holds; resuming it as another kind fails before any compiling.
+    assert read_run_info(resumed.run_dir).kind == "tests.toy"
+    with pytest.raises(RunKindError, match=r"is a tests\.toy run"):
+        _train(_cfg(tmp_path / "b", steps=9, resume=True), kind="tests.other")
 
 
 def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
