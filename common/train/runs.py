@@ -28,7 +28,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import tyro
 
@@ -270,14 +270,15 @@ class ListRuns:
       verbose: show library start-up logs (also TRC_VERBOSE=1).
     """
 
-    root: tyro.conf.Positional[str] = "runs"
+    root: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="ROOT")] = "runs"
     verbose: bool = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from common.console import setup_console
 
-    args = tyro.cli(ListRuns, args=argv, prog=LIST_COMMAND, description=ListRuns.__doc__)
+    args = tyro.cli(ListRuns, args=argv, prog=LIST_COMMAND,
+                    description=" ".join(ListRuns.__doc__.split("\n\n")[0].split()))
     setup_console(args.verbose)
     runs = list_runs(args.root)
     if not runs:
