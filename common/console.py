@@ -9,9 +9,10 @@ Entry points call ``setup_console(verbose)`` first thing in ``main``. Unless ``v
   machine.
 - ``datasets`` announcing "JAX version X available." at INFO while it is imported (its
   logger gets its WARNING default only after that line).
-- orbax, through absl: per-call INFO lines (absl's own WARNING level keeps them out) and
-  the WARNING "Given directory is read only=..." whenever a checkpoint is opened for
-  reading, which every inference command does.
+- orbax, through absl: per-call INFO lines (a WARNING level keeps them out) and the
+  WARNINGs "CheckpointManagerOptions.read_only=True, setting create=False." (one per
+  adjusted option) and "Given directory is read only=..." whenever a checkpoint is
+  opened for reading, which every inference command does.
 - wandb's four-line banner at ``wandb.init`` ("Tracking run with wandb version ...",
   "W&B syncing is set to `offline` ..."): ``WANDB_SILENT=true`` unless already set;
   ``common.train.logging`` prints the run's W&B directory itself.
@@ -33,7 +34,7 @@ VERBOSE_ENV = "TRC_VERBOSE"
 # Loggers whose INFO lines are start-up chatter (see the module doc).
 CHATTY_LOGGERS = ("absl", "jax._src.xla_bridge", "datasets")
 # Routine WARNINGs of orbax through absl: opening a checkpoint to read it.
-ROUTINE_WARNINGS = ("Given directory is read only",)
+ROUTINE_WARNINGS = ("Given directory is read only", "CheckpointManagerOptions.read_only=True")
 
 
 class _RoutineFilter(logging.Filter):

@@ -48,6 +48,7 @@ def chatter():
         "Unable to initialize backend 'tpu': INTERNAL: Failed to open libtpu.so")
     logging.getLogger("datasets").info("JAX version 0.10.2 available.")
     absl_logging.info("[process=0] Created CheckpointManager")
+    absl_logging.warning("CheckpointManagerOptions.read_only=True, setting create=False.")
     absl_logging.warning("Given directory is read only=%s", "runs/x/checkpoints")
 
 
@@ -78,5 +79,6 @@ def test_verbose_keeps_everything(captured, monkeypatch, how):
         "Unable to initialize backend 'tpu': INTERNAL: Failed to open libtpu.so",
         "JAX version 0.10.2 available.",
         "[process=0] Created CheckpointManager",
+        "CheckpointManagerOptions.read_only=True, setting create=False.",
         "Given directory is read only=runs/x/checkpoints",
     ]
