@@ -248,6 +248,21 @@ def latest_run(kind: str, root: str | os.PathLike = "runs") -> Path:
                      f"`python -m {kind}.train` or pass --run DIR{also}")
 
 
+def pick_run(run: str | os.PathLike | None, kind: str, command: str,
+             root: str | os.PathLike = "runs") -> Path:
+    """The run a command loads: ``run`` itself, checked to have checkpoints and to be of
+    ``kind`` (``require_kind``), or with no ``run`` the newest of ``kind`` under ``root``
+    (``latest_run``). ``command`` names the command in errors ("tokenizer.alpha.infer")."""
+    if not run:
+        return latest_run(kind, root)
+    path = Path(run)
+    if not (path / "checkpoints").is_dir():
+        raise FileNotFoundError(f"{path}: not a run directory (no checkpoints/ inside); "
+                                "pass the directory train printed at the end")
+    require_kind(path, kind, command)
+    return path
+
+
 def format_runs(runs: Sequence[RunSummary]) -> str:
     """The table ``python -m common.train.runs`` prints."""
     head = ("NAME", "KIND", "WEIGHTS", "STEP", "BEST", "CREATED")

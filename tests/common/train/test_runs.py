@@ -15,6 +15,7 @@ from common.train.runs import (
     latest_run,
     list_runs,
     main,
+    pick_run,
     read_run_info,
     require_kind,
     start_run,
@@ -136,6 +137,22 @@ def test_latest_run_says_how_to_get_one(tmp_path):
     write_run_info(fake_run(root / "s", steps=[1]), "tokenizer.snac")
     with pytest.raises(NoRunError, match=r"it holds tokenizer.snac runs"):
         latest_run("tokenizer.alpha", root)
+
+
+def test_pick_run_checks_the_given_run_or_finds_the_newest(tmp_path):
+    root = tmp_path / "runs"
+    alpha = fake_run(root / "a", steps=[1])
+    write_run_info(alpha, "tokenizer.alpha")
+    snac = fake_run(root / "s", steps=[1])
+    write_run_info(snac, "tokenizer.snac")
+    assert pick_run(None, "tokenizer.alpha", "tokenizer.alpha.infer", root) == alpha
+    assert pick_run(str(alpha), "tokenizer.alpha", "tokenizer.alpha.infer") == alpha
+    with pytest.raises(RunKindError, match=r"tokenizer\.alpha\.infer needs a tokenizer\.alpha run"):
+        pick_run(snac, "tokenizer.alpha", "tokenizer.alpha.infer")
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        pick_run(tmp_path, "tokenizer.alpha", "tokenizer.alpha.infer")
+    with pytest.raises(NoRunError, match=r"no tests\.toy run under"):
+        pick_run("", "tests.toy", "x", root)
 
 
 @pytest.fixture(autouse=True)
