@@ -1,12 +1,13 @@
-"""Timing helpers shared by ``scripts/bench_*.py``: compile vs step time, MFU, memory.
+"""Timing helpers shared by ``scripts/bench_*.py``: compile vs step time, MFU, tables.
 
-Benchmarks print tables; tests never assert on time.
+Benchmark-only code, on top of ``common.train`` (which owns what production also needs:
+``common.train.hardware``'s peak FLOP/s and memory). Benchmarks print tables; tests never
+assert on time.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import resource
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,38 +15,9 @@ from typing import Any
 import jax
 import numpy as np
 
-# Dense bf16 peak FLOP/s per device (vendor figures, no sparsity). MFU is reported
-# only for devices listed here.
-PEAK_FLOPS = {
-    "H100": 989e12,
-    "H200": 989e12,
-    "A100": 312e12,
-    "L4": 121e12,
-    "TPU v4": 275e12,
-    "TPU v5 lite": 197e12,
-    "TPU v5e": 197e12,
-    "TPU v5p": 459e12,
-    "TPU v6 lite": 918e12,
-    "TPU v6e": 918e12,
-}
-
-
-def peak_flops(device: jax.Device | None = None) -> float | None:
-    """Peak bf16 FLOP/s of ``device`` (default: the first device), None if unknown."""
-    kind = (device or jax.devices()[0]).device_kind
-    for name, flops in PEAK_FLOPS.items():
-        if name.lower() in kind.lower():
-            return flops
-    return None
-
-
-def peak_memory_bytes(device: jax.Device | None = None) -> int | None:
-    """Peak bytes in use on an accelerator, or the process's max RSS on CPU."""
-    device = device or jax.devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if stats:
-        return int(stats.get("peak_bytes_in_use", stats.get("bytes_in_use", 0)))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+from common.train.hardware import peak_flops
+from common.train.mesh import batch_sharding, host_to_global, make_mesh, state_shardings
+from common.train.step import jit_train_step
 
 
 @dataclasses.dataclass
@@ -74,6 +46,8 @@ def time_jitted(fn: Callable[..., Any], *args: Any, iters: int = 10, warmup: int
 
 
 def mfu(flops_per_step: float | None, step_s: float, n_devices: int = 1) -> float | None:
+    """Model FLOPs utilisation of ``n_devices`` of the first device's kind (None when
+    the FLOPs or the device's peak are unknown)."""
     peak = peak_flops()
     if flops_per_step is None or peak is None:
         return None
@@ -149,10 +123,6 @@ def bench_train_step(program: Any, mesh_config: Any, host_batch: Any, *, iters: 
     with donation, the batch put on the mesh. Compiled once ahead of time (the compile
     time and XLA's FLOPs are measured), then ``iters`` steps after one warm-up step, the
     donated state threaded through."""
-    # Imported here: common.bench is also used by benchmarks that need no train loop.
-    from common.train.mesh import batch_sharding, host_to_global, make_mesh, state_shardings
-    from common.train.step import jit_train_step
-
     mesh = make_mesh(mesh_config)
     abstract = jax.eval_shape(program.init)
     shardings = state_shardings(abstract, mesh)

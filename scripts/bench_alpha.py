@@ -33,16 +33,19 @@ with the device, versions and date.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
+from pathlib import Path
+from typing import Literal
 
 import jax
 import numpy as np
+import tyro
 from flax import nnx
 
 from common import bench
 from common.data.batching import collate_audio, left_pad_tokens, round_up
+from common.train.hardware import peak_memory_bytes
 from tokenizer.alpha.config import PRESETS, AlphaConfig
 from tokenizer.alpha.model import AlphaCodec
 from tokenizer.alpha.streaming import StreamingCodec
@@ -52,7 +55,29 @@ PHASES = {"gan": 0, "pre-start": 2**30}  # gan.disc_start_step of each phase
 PHONEMES_PER_SECOND = 12  # typical espeak output; sets the CTC targets' length
 
 
-def preset_config(name: str, args: argparse.Namespace) -> AlphaConfig:
+@dataclasses.dataclass(frozen=True)
+class Options:
+    presets: tuple[Literal[tuple(sorted(PRESETS))], ...] = ("tiny", "small")
+    """Presets of tokenizer.alpha.config.PRESETS to time."""
+    phases: tuple[Literal[tuple(PHASES)], ...] = ("gan",)
+    """gan: discriminator active; pre-start: before it starts (each compiles its own step)."""
+    iters: int = 5
+    """Timed calls after one warm-up."""
+    batch_size: int | None = None
+    """Batch size (default: the preset's)."""
+    seconds: float | None = None
+    """Utterance length (default: the preset's data.max_seconds)."""
+    phoneme_vocab: int = 64
+    """Stage-1 codebook size (the data's vocabulary in a real run)."""
+    causal: bool = False
+    """Benchmark the causal variant of each preset (and its streaming)."""
+    chunk_frames: int = 10
+    """Streaming chunk, in frames."""
+    json: Path | None = None
+    """Also write the rows here."""
+
+
+def preset_config(name: str, args: Options) -> AlphaConfig:
     """The preset with what ``resolve_data`` and the command line would fill in."""
     cfg = PRESETS[name]
     q = cfg.quantizer
@@ -104,7 +129,7 @@ def bench_train_step(name: str, cfg: AlphaConfig, phase: str, iters: int):
            "step_ms": t.mean_s * 1e3, "std_ms": t.std_s * 1e3,
            "samples_per_s": b / t.mean_s, "audio_s_per_s": b * seconds / t.mean_s,
            "mfu": bench.mfu(t.flops, t.mean_s, jax.device_count()),
-           "peak_mem_MB": (bench.peak_memory_bytes() or 0) / 2**20,
+           "peak_mem_MB": (peak_memory_bytes() or 0) / 2**20,
            "skipped": int(program.nonfinite_total(t.state))}
     return row, program.model(t.state), host
 
@@ -117,7 +142,7 @@ def rtf_row(name: str, mode: str, op: str, batch: int, audio_s: float, fn, *args
             "rtf": mean_s / audio_s, "x_realtime": audio_s / mean_s}
 
 
-def bench_codec(name: str, codec: AlphaCodec, host: dict, args) -> list[dict]:
+def bench_codec(name: str, codec: AlphaCodec, host: dict, args: Options) -> list[dict]:
     """Table 2's rows: offline encode and decode, and streaming chunks if causal."""
     cfg = codec.cfg
     codec.eval()
@@ -149,22 +174,7 @@ def bench_codec(name: str, codec: AlphaCodec, host: dict, args) -> list[dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--presets", nargs="+", default=["tiny", "small"], choices=sorted(PRESETS))
-    p.add_argument("--phases", nargs="+", default=["gan"], choices=list(PHASES),
-                   help="gan: discriminator active; pre-start: before it starts (each "
-                        "compiles its own step)")
-    p.add_argument("--iters", type=int, default=5, help="timed calls after one warm-up")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="utterance length (default: the preset's data.max_seconds)")
-    p.add_argument("--phoneme-vocab", type=int, default=64,
-                   help="stage-1 codebook size (the data's vocabulary in a real run)")
-    p.add_argument("--causal", action="store_true",
-                   help="benchmark the causal variant of each preset (and its streaming)")
-    p.add_argument("--chunk-frames", type=int, default=10, help="streaming chunk, in frames")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the rows here")
-    args = p.parse_args()
+    args = tyro.cli(Options, description=__doc__.split("\n\n")[0])
     backend = bench.describe_backend()
     print(f"backend: {backend}")
 

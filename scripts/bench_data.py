@@ -26,18 +26,21 @@ Figures go to BENCHMARKS.md with the device and date.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import pathlib
+import sys
 import tempfile
 import threading
 import time
+from typing import Literal
+
+import tyro
 
 from common import bench
 from common.data.corpus import CorpusConfig, build_corpus, corpus_records
 from common.data.pipeline import PipelineConfig, make_pipeline
-from common.data.sources import RecordSource
+from common.data.source_base import RecordSource
 
 
 def bench_corpus(root: pathlib.Path, hours: float, workers: int, sample_rate: int,
@@ -102,39 +105,51 @@ def consumption_rows(rows: list[dict], step_ms: float, step_batch: int,
              "headroom_audio": r["audio_s_per_s"] / trainer_audio} for r in rows]
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+    corpus_hours: float = 0.05
+    """Size of each generated corpus (hours of audio)."""
+    corpus_workers: tuple[int, ...] = tuple(sorted({1, os.cpu_count() or 1}))
+    """Corpus generator processes to time (none: skip generation; then --corpus is required)."""
+    corpus: pathlib.Path | None = None
+    """Benchmark the pipeline on this existing corpus instead of the one just generated."""
+    workers: tuple[int, ...] = (0, 1, 2)
+    """Grain worker processes (0: decode in the main process)."""
+    modes: tuple[Literal["segment", "bucketed"], ...] = ("segment", "bucketed")
+    """Pipeline modes: fixed crops, or whole utterances in length buckets with phonemes."""
+    batch_size: int = 8
+    """Examples per pipeline batch."""
+    batches: int = 30
+    """Timed batches after the first."""
+    sample_rate: int = 24_000
+    """Corpus and pipeline sample rate (Hz)."""
+    segment_seconds: float = 1.0
+    """Crop length in segment mode."""
+    max_seconds: float = 10.0
+    """Longest utterance in bucketed mode."""
+    bucket_seconds: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0)
+    """Bucket boundaries in bucketed mode."""
+    frame_hop: int = 480
+    """Frame hop in samples: batch lengths are a multiple of it (a valid_<hop> mask)."""
+    read_threads: int = 2
+    """Pipeline read threads."""
+    step_ms: float = 2500.0
+    """Training step time to compare with (default: alpha tiny GAN step on a 2-core CPU)."""
+    step_batch: int = 4
+    """Examples per training step."""
+    step_seconds: float = 2.5
+    """Seconds of audio per example in the training step."""
+    seed: int = 0
+    """Corpus and pipeline seed."""
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args = tyro.cli(Options, description=__doc__.split("\n\n")[0])
     cpus = os.cpu_count() or 1
-    p.add_argument("--corpus-hours", type=float, default=0.05,
-                   help="size of each generated corpus (hours of audio)")
-    p.add_argument("--corpus-workers", type=int, nargs="*", default=sorted({1, cpus}),
-                   help="corpus generator processes to time (none: skip generation; "
-                        "then --corpus is required)")
-    p.add_argument("--corpus", type=pathlib.Path, default=None,
-                   help="benchmark the pipeline on this existing corpus instead of the "
-                        "one just generated")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2],
-                   help="grain worker processes (0: decode in the main process)")
-    p.add_argument("--modes", nargs="+", default=["segment", "bucketed"],
-                   choices=["segment", "bucketed"])
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--batches", type=int, default=30, help="timed batches after the first")
-    p.add_argument("--sample-rate", type=int, default=24_000)
-    p.add_argument("--segment-seconds", type=float, default=1.0)
-    p.add_argument("--max-seconds", type=float, default=10.0)
-    p.add_argument("--bucket-seconds", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0])
-    p.add_argument("--frame-hop", type=int, default=480)
-    p.add_argument("--read-threads", type=int, default=2)
-    p.add_argument("--step-ms", type=float, default=2500.0,
-                   help="training step time to compare with (default: alpha tiny GAN step "
-                        "on a 2-core CPU)")
-    p.add_argument("--step-batch", type=int, default=4, help="examples per training step")
-    p.add_argument("--step-seconds", type=float, default=2.5,
-                   help="seconds of audio per example in the training step")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
     if not args.corpus_workers and args.corpus is None:
-        p.error("--corpus-workers given no value: pass --corpus DIR to benchmark on")
+        print("error: --corpus-workers given no value: pass --corpus DIR to benchmark on",
+              file=sys.stderr)
+        sys.exit(2)
     print(f"backend: {bench.describe_backend()}; {cpus} CPUs")
 
     with tempfile.TemporaryDirectory(prefix="bench_data-") as tmp:

@@ -9,10 +9,12 @@ accelerators). Figures go to BENCHMARKS.md with the device and date.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import tyro
 
 from common import bench
 from common.audio import mel_spectrogram, stft
@@ -66,10 +68,14 @@ def bench_dsp(s: dict) -> list[dict]:
     return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+    size: Literal[tuple(SIZES)] = "small"
+    """Shapes: "small" for a CPU, "large" for an accelerator (see SIZES)."""
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", choices=sorted(SIZES), default="small")
-    args = p.parse_args()
+    args = tyro.cli(Options, description=__doc__.split("\n\n")[0])
     s = SIZES[args.size]
     print(f"backend: {bench.describe_backend()}; size={args.size} {s}")
     attn_dtype = jnp.bfloat16 if jax.default_backend() != "cpu" else jnp.float32

@@ -30,7 +30,6 @@ BENCHMARKS.md with the device, versions and date.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -38,13 +37,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import jax
 import numpy as np
+import tyro
 from flax import nnx
 
 from common import bench
 from common.data.batching import round_up
+from common.train.hardware import peak_memory_bytes
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
 from tokenizer.snac.model import SNAC
 from tokenizer.snac.train_config import PRESETS, SnacConfig
@@ -112,7 +114,7 @@ def train_row(model_cfg: SnacModelConfig, mode: str, wav: np.ndarray, iters: int
             "step_ms": t.mean_s * 1e3, "std_ms": t.std_s * 1e3,
             "samples_per_s": b / t.mean_s, "audio_s_per_s": b * seconds / t.mean_s,
             "mfu": bench.mfu(t.flops, t.mean_s, jax.device_count()),
-            "peak_mem_MB": (bench.peak_memory_bytes() or 0) / 2**20}
+            "peak_mem_MB": (peak_memory_bytes() or 0) / 2**20}
 
 
 def default_torch_python() -> str | None:
@@ -122,7 +124,7 @@ def default_torch_python() -> str | None:
 
 
 def torch_rows(python: str, model_cfg: SnacModelConfig, wav: np.ndarray,
-               train_wav: np.ndarray, args: argparse.Namespace) -> list[dict]:
+               train_wav: np.ndarray, args: Options) -> list[dict]:
     """The package's rows, from ``bench_snac_torch.py`` in the oracle interpreter."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg_path, inputs, out = (Path(tmp) / n for n in ("config.json", "in.npz", "out.json"))
@@ -140,24 +142,37 @@ def torch_rows(python: str, model_cfg: SnacModelConfig, wav: np.ndarray,
         return json.loads(out.read_text())
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+    model: Literal[tuple(sorted(MODEL_PRESETS))] = "24khz"
+    """Model preset of tokenizer.snac.config.MODEL_PRESETS."""
+    batch: int = 1
+    """Encode / decode batch."""
+    seconds: float = 4.0
+    """Encode / decode length."""
+    train_batch: int = 4
+    """Train step batch."""
+    train_seconds: float = 1.0
+    """Train segment (rounded up to the codec's pad multiple)."""
+    modes: tuple[Literal[tuple(MODES)], ...] = tuple(MODES)
+    """Fine-tuning modes to time."""
+    iters: int = 5
+    """Timed calls after one warm-up."""
+    dtype: Literal["float32", "bfloat16"] | None = None
+    """Our compute dtype (default: the model preset's)."""
+    torch: bool = True
+    """Time the PyTorch package too (--no-torch leaves its rows out)."""
+    torch_python: str | None = None
+    """Interpreter with torch + snac (default: $TRC_ORACLE_PYTHON, else the oracle env's)."""
+    torch_threads: int = os.cpu_count() or 1
+    """torch's CPU threads."""
+    json: Path | None = None
+    """Also write the rows here."""
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="24khz", choices=sorted(MODEL_PRESETS))
-    p.add_argument("--batch", type=int, default=1, help="encode / decode batch")
-    p.add_argument("--seconds", type=float, default=4.0, help="encode / decode length")
-    p.add_argument("--train-batch", type=int, default=4)
-    p.add_argument("--train-seconds", type=float, default=1.0,
-                   help="train segment (rounded up to the codec's pad multiple)")
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    p.add_argument("--iters", type=int, default=5, help="timed calls after one warm-up")
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
-                   help="our compute dtype (default: the model preset's)")
-    p.add_argument("--no-torch", action="store_true", help="leave the PyTorch rows out")
-    p.add_argument("--torch-python", default=default_torch_python(),
-                   help="interpreter with torch + snac (default: the oracle env's)")
-    p.add_argument("--torch-threads", type=int, default=os.cpu_count())
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the rows here")
-    args = p.parse_args()
+    args = tyro.cli(Options, description=__doc__.split("\n\n")[0])
+    torch_python = args.torch_python or default_torch_python()
     model_cfg = MODEL_PRESETS[args.model]
     if args.dtype:
         model_cfg = dataclasses.replace(model_cfg, dtype=args.dtype)
@@ -174,13 +189,13 @@ def main() -> None:
         train.append(train_row(model_cfg, mode, train_wav, args.iters))
         print(f"  jax {mode}: {train[-1]['step_ms']:.0f} ms/step", flush=True)
     note = ""
-    if args.no_torch:
+    if not args.torch:
         note = "PyTorch rows left out (--no-torch)"
-    elif not args.torch_python:
+    elif not torch_python:
         note = ("PyTorch rows left out: no oracle env (bash scripts/setup_oracle_env.sh, "
                 "or --torch-python)")
     else:
-        for row in torch_rows(args.torch_python, model_cfg, wav, train_wav, args):
+        for row in torch_rows(torch_python, model_cfg, wav, train_wav, args):
             (train if "mode" in row else codec).append(row)
         print("  torch done", flush=True)
 

@@ -22,6 +22,8 @@ What is timed, matching the JAX side:
   package has no commitment / codebook losses; ours adds them, a negligible cost).
 """
 
+# argparse, not tyro like the other benchmarks: this runs in the oracle environment
+# (tests/oracles/requirements.txt), which has no tyro, and only bench_snac.py calls it.
 import argparse
 import json
 import os

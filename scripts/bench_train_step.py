@@ -11,11 +11,13 @@ memory. Figures go to BENCHMARKS.md with the device and date.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tyro
 from flax import nnx
 
 from common import bench
@@ -24,6 +26,7 @@ from common.nn.activations import Snake
 from common.nn.conv import Conv
 from common.nn.linear import Linear
 from common.nn.transformer import TransformerConfig, TransformerStack
+from common.train.hardware import peak_memory_bytes
 from common.train.mesh import MeshConfig, batch_sharding, make_mesh, state_shardings
 from common.train.optim import OptimizerConfig, make_optimizer
 from common.train.step import TrainState, jit_train_step, make_train_step
@@ -117,19 +120,25 @@ def run(kind: str, size: str, dtype: str | None, mesh_cfg: MeshConfig, iters: in
             "compile_s": compile_s, "step_ms": t.step_s * 1e3, "throughput": units / t.step_s,
             "unit": unit,
             "mfu": bench.mfu(flops, t.step_s, jax.device_count()),
-            "peak_mem_MB": (bench.peak_memory_bytes() or 0) / 2**20}
+            "peak_mem_MB": (peak_memory_bytes() or 0) / 2**20}
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    sizes: tuple[Literal[tuple(TRANSFORMER_SIZES)], ...] = ("tiny", "small")
+    """Model sizes to time (TRANSFORMER_SIZES / CONV_SIZES)."""
+    models: tuple[Literal["transformer", "conv"], ...] = ("transformer", "conv")
+    """Model kinds to time."""
+    dtype: Literal["bfloat16"] | None = None
+    """Compute dtype (parameters stay float32); None: float32."""
+    iters: int = 5
+    """Timed steps after one warm-up."""
+    fsdp: int = 1
+    """Mesh fsdp size (data fills the rest)."""
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="+", default=["tiny", "small"],
-                   choices=sorted(TRANSFORMER_SIZES))
-    p.add_argument("--models", nargs="+", default=["transformer", "conv"],
-                   choices=["transformer", "conv"])
-    p.add_argument("--dtype", default=None, choices=[None, "bfloat16"])
-    p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--fsdp", type=int, default=1, help="mesh fsdp size (data fills the rest)")
-    args = p.parse_args()
+    args = tyro.cli(Options, description=__doc__.split("\n\n")[0])
     print(f"backend: {bench.describe_backend()}")
     rows = [run(kind, size, args.dtype, MeshConfig(data=-1, fsdp=args.fsdp), args.iters)
             for kind in args.models for size in args.sizes]

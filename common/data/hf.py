@@ -31,7 +31,7 @@ from datasets.packaged_modules.folder_based_builder.folder_based_builder import 
 
 from common.data.bad_input import BadInputConfig, SkipStats
 from common.data.records import FIELDS, DataError, make_record
-from common.data.sources import RecordSource, StreamingSource, check_rows, require_some
+from common.data.source_base import RecordSource, StreamingSource, check_rows, require_some
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def audio_folder(root: str | os.PathLike, split: str | None = None, *,
     reads every split (each record gets a ``split`` field). Ids are ``<root name>/<id
     column>`` when the metadata has ``id``, else ``<root name>/<file path relative to
     root, no extension>``. Rows pointing at missing files are bad input (see
-    ``common.data.sources``). ``cache_dir`` is datasets' cache for the file index.
+    ``common.data.source_base``). ``cache_dir`` is datasets' cache for the file index.
     """
     root = _folder(root)
     stats = stats if stats is not None else SkipStats()

@@ -71,7 +71,8 @@ class ImagePipelineConfig:
       worker_count: grain worker processes (0: in this process).
       read_threads: threads per process that prepare batches.
       prefetch_buffer: batches buffered per process (and per worker).
-      process_index, process_count: this host's share (None: from jax).
+      process_index: this host's index among the data-loading processes (None: from jax).
+      process_count: how many processes share the data (None: from jax).
     """
 
     source: Literal["scenes", "digits", "sklearn", "folder"] = "scenes"

@@ -1,7 +1,7 @@
 """Local corpus layouts read directly (no ``datasets``): LJSpeech, LibriTTS, Common Voice.
 
 Each reader walks its metadata, builds records (``common.data.records``) with absolute
-audio paths, and hands them to ``common.data.sources.check_rows``: a row whose audio is
+audio paths, and hands them to ``common.data.source_base.check_rows``: a row whose audio is
 missing (or whose header is unreadable, when durations are probed) is skipped with a
 count and a log line naming the file and metadata row, or raises ``BadInputError``
 under ``BadInputConfig(mode="strict")``. A malformed metadata row always raises
@@ -24,7 +24,7 @@ from typing import Any
 
 from common.data.bad_input import BadInputConfig, SkipStats
 from common.data.records import DataError, make_record
-from common.data.sources import RecordSource, check_rows, require_some
+from common.data.source_base import RecordSource, check_rows, require_some
 
 _SPLIT_TSV = ("train", "dev", "test", "validated", "invalidated", "other")
 

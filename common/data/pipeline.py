@@ -95,9 +95,10 @@ class PipelineConfig:
       loudness_dbfs: RMS target in dBFS (None: leave levels alone).
       peak_dbfs: loudness normalisation never raises a peak above this.
       gain_db: (low, high) random gain in dB added to the target when training.
-      phoneme_vocab, text_vocab: the path of a saved ``Vocab`` to tokenise the
-        ``phonemes`` / ``text`` field; None: no tokens. A ``Vocab`` object also works in
-        code (typed ``str`` because the CLI and the saved config need a path).
+      phoneme_vocab: the path of a saved ``Vocab`` to tokenise the ``phonemes`` field;
+        None: no tokens. A ``Vocab`` object also works in code (typed ``str`` because the
+        CLI and the saved config need a path).
+      text_vocab: the same for the ``text`` field.
       pad_multiple: token length L is the batch's longest sequence rounded up to this.
       max_tokens: fixed L instead (static shapes; required with several processes).
       long_tokens: more than ``max_tokens``: "error" (naming the utterance), "truncate",
@@ -113,7 +114,8 @@ class PipelineConfig:
       read_threads: decode threads per process (0: synchronous).
       prefetch_buffer: batches buffered per process.
       bad_input: skip or fail on broken files.
-      process_index, process_count: this host's share (None: from jax).
+      process_index: this host's index among the data-loading processes (None: from jax).
+      process_count: how many processes share the data (None: from jax).
     """
 
     sample_rate: int = 16000

@@ -16,8 +16,8 @@ Each record is decoded once at ``--sample-rate`` (``decode_record``: broken inpu
 skipped and counted, or stop the run under ``--source.bad-input.mode strict``),
 resampled for extractors that want another rate, and stored as one example: ``id``,
 ``speaker``, ``language``, ``audio_path`` (str), ``duration`` (float, decoded seconds),
-``num_samples``, ``sample_rate`` (int), and the extractors' features
-(``common.data.features``). Layout and file format: ``common.data.shards``.
+``num_samples``, ``sample_rate`` (int), and the extractors' features (``common.data.features``;
+the built-ins are in ``common.data.extractors``). Layout and file format: ``common.data.shards``.
 
 Resuming: rerun the same command. Finished shards (those with a sidecar) are kept,
 a worker deletes the partial files of its own unfinished shards and rewrites them, so
@@ -83,7 +83,8 @@ class PreprocessConfig:
       extractors: registered names (logmel, f0, text, audio) or "package.module:factory".
       extractor_arg: NAME.KEY=VALUE for an extractor's factory, repeatable
         (``--extractor-arg logmel.n_mels=100 --extractor-arg f0.method=pyin``).
-      sample_rate: decode rate; also the default rate of extractors that take one.
+      sample_rate: decode rate (24 kHz like the corpus and the codecs); also the default
+        rate of extractors that take one.
       shard_size: source records per shard.
       worker_id: this process's index among the workers (None: jax.process_index() if
         jax.distributed is initialised, else 0).
@@ -101,7 +102,7 @@ class PreprocessConfig:
     split: str = "train"
     extractors: tuple[str, ...] = ("logmel", "f0", "text")
     extractor_arg: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
-    sample_rate: int = 22050
+    sample_rate: int = 24000
     shard_size: int = 1000
     worker_id: int | None = None
     num_workers: int | None = None
@@ -371,7 +372,7 @@ def finalize(out: str | Path, *, require: bool = False) -> dict[str, Any] | None
 
 
 def preprocess(source: Sequence[Mapping[str, Any]], out: str | Path,
-               setups: Sequence[ExtractorSetup], *, sample_rate: int = 22050,
+               setups: Sequence[ExtractorSetup], *, sample_rate: int = 24000,
                shard_size: int = 1000, worker_id: int = 0, num_workers: int = 1,
                bad_input: BadInputConfig = BadInputConfig(),
                source_info: Mapping[str, Any] | None = None, threads: int = 1,

@@ -24,8 +24,11 @@ class MeshConfig:
     """Mesh shape; one entry may be -1 to take the remaining devices."""
 
     data: int = -1
+    """Data-parallel axis size (batch split, parameters replicated)."""
     fsdp: int = 1
+    """Fully-sharded data-parallel axis size (batch and parameters split)."""
     tensor: int = 1
+    """Tensor-parallel axis size (parameters split within layers)."""
 
     def __post_init__(self):
         sizes = (self.data, self.fsdp, self.tensor)
@@ -81,37 +84,67 @@ class OptimizerConfig:
     """
 
     name: OptimizerName = "adamw"
+    """Which optimizer: adamw, adam, sgd or scaled_adam (icefall's ScaledAdam)."""
     lr: float = 3e-4
+    """Peak learning rate."""
     schedule: ScheduleName = "cosine"
+    """Learning-rate schedule: constant, cosine, linear (all with linear warm-up) or eden."""
     warmup_steps: int = 0
+    """Steps of warm-up (from 0 to lr; for eden from eden_warmup_start * lr)."""
     total_steps: int | None = None
+    """Step at which cosine/linear reach lr * min_lr_ratio (None: the run fills it in)."""
     min_lr_ratio: float = 0.0
+    """Final learning rate of cosine/linear as a fraction of lr."""
     b1: float = 0.9
+    """Adam's first-moment decay."""
     b2: float = 0.999
+    """Adam's second-moment decay."""
     eps: float = 1e-8
+    """Adam's denominator epsilon (also ScaledAdam's)."""
     weight_decay: float = 0.0
+    """Decoupled weight decay for adamw, added to the gradient for sgd."""
     decay_1d: bool = False
+    """Also decay parameters with fewer than 2 dims (norm scales, biases)."""
     sgd_momentum: float = 0.0
+    """Heavy-ball momentum of sgd (0: none)."""
     clip_norm: float | None = 1.0
+    """Clip the global gradient norm to this before the optimizer (None: no clipping)."""
     grokfast: GrokfastName = "none"
+    """Grokfast gradient filter: none, ema or ma (moving average over a window)."""
     grokfast_alpha: float = 0.98
+    """Decay of Grokfast's gradient EMA."""
     grokfast_lamb: float = 2.0
+    """Weight of the filtered (slow) gradient added to the gradient."""
     grokfast_window: int = 100
+    """Gradients averaged by Grokfast's ma filter."""
     freeze: tuple[str, ...] = ()
+    """Regexes on '/'-joined parameter paths that get no updates and no optimizer state."""
     # Eden (icefall) schedule
     eden_lr_batches: float = 5000.0
+    """Eden's step constant B: the rate falls as ((b^2 + B^2) / B^2)^-0.25."""
     eden_lr_epochs: float = 6.0
+    """Eden's epoch constant E: the rate falls as ((e^2 + E^2) / E^2)^-0.25."""
     eden_steps_per_epoch: int | None = None
+    """Steps per Eden epoch (fractional epochs; None: no epoch factor)."""
     eden_warmup_start: float = 0.5
+    """Eden's warm-up starts at this fraction of lr."""
     # ScaledAdam (icefall)
     scalar_lr_scale: float = 0.1
+    """ScaledAdam: learning-rate factor for scalars and for the learned scales."""
     param_min_rms: float = 1e-5
+    """ScaledAdam: parameter RMS floor of the update size and the scale learning."""
     param_max_rms: float = 3.0
+    """ScaledAdam: parameter RMS above which the learned scale stops growing."""
     scalar_max: float = 10.0
+    """ScaledAdam: scalar parameters are clipped to [-scalar_max, scalar_max]."""
     clipping_scale: float | None = 2.0
+    """ScaledAdam: clip gradients at this times the median recent norm (None: off)."""
     clipping_update_period: int = 100
+    """ScaledAdam: steps between refreshes of the clipping threshold."""
     size_update_period: int = 4
+    """ScaledAdam: steps between updates of the learned parameter scales."""
     scaled_adam_betas: tuple[float, float] = (0.9, 0.98)
+    """ScaledAdam's (beta1, beta2)."""
 
     def __post_init__(self):
         # Files and the CLI may hand over lists, or a lone pattern as a string.
@@ -226,10 +259,13 @@ class LoggingConfig:
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     """W&B mode; the WANDB_MODE environment variable, when set, wins."""
     project: str = "trc"
+    """W&B project name."""
     entity: str | None = None
+    """W&B entity (user or team; None: the account's default)."""
     run_name: str | None = None
     """Display name in W&B (default: the run directory's name)."""
     log_every: int = 10
+    """Steps between scalar logs (metrics are pulled to the host only then)."""
     audio_every: int = 0
     """Steps between audio/image logs; 0 = never."""
     profile_steps: tuple[int, int] | None = None
@@ -263,9 +299,14 @@ class GANConfig:
       adaptive_weight: VQGAN's ``||grad rec|| / (||grad adv|| + 1e-4)`` on the
         parameters matching ``last_layer`` (a regex on "/"-joined paths; "" = all),
         clipped to ``[0, adaptive_max]``.
+      last_layer: regex on "/"-joined parameter paths whose gradients set the adaptive
+        weight ("" = all parameters).
+      adaptive_max: upper clip of the adaptive weight.
       r1_weight: gamma of the R1 penalty (``gamma / 2 * E||grad_x D(x)||^2`` on reals).
       instance_noise: std of Gaussian noise added to the discriminator's inputs,
         annealed linearly to 0 over ``instance_noise_steps`` (0: constant).
+      instance_noise_steps: steps over which the instance noise anneals to 0 (0: it
+        stays constant).
     """
 
     loss: Literal["lsgan", "hinge"] = "lsgan"
@@ -297,10 +338,12 @@ class TrainConfig:
       steps: total optimizer steps of the run (a resumed run continues to this).
       seed: seeds parameter initialisation and the step RNG.
       grad_accum: micro-batches per step (the batch is split; gradients averaged).
-      eval_every: evaluate every N steps (0: never); eval_batches: batches per evaluation.
+      eval_every: evaluate every N steps (0: never).
+      eval_batches: batches per evaluation.
       max_nonfinite: stop after this many consecutive skipped (NaN/Inf) updates.
-      run_dir: parent directory of runs; run_name: this run's subdirectory (default: a
-        timestamp; with ``resume`` and no name, the newest run in run_dir).
+      run_dir: parent directory of runs.
+      run_name: this run's subdirectory (default: a timestamp; with ``resume`` and no
+        name, the newest run in run_dir).
       resume: continue from the run's latest checkpoint.
     """
 

@@ -15,7 +15,9 @@ two backward passes (``w = adv_weight * ||grad_last rec|| / ||grad_last adv||``)
 penalty on real data. Instance noise, annealed to zero, is added to both of the
 discriminator's inputs. Until the discriminator starts (a step, or the reconstruction
 loss falling below a threshold; once started it stays on) the adversarial weight is 0
-and the discriminator's state is left untouched.
+and the discriminator's state is left untouched. With ``train.grad_accum > 1`` both
+updates average their gradients over micro-batches (a ``lax.scan``, as the supervised
+step does).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from common.losses.adversarial import (
 from common.losses.r1 import r1_penalty
 from common.train.configs import GANConfig
 from common.train.program import Program
-from common.train.step import TrainState, apply_gradients
+from common.train.step import TrainState, apply_gradients, split_micro
 from common.train.tree import path_to_str
 
 GenFn = Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, jax.Array, jax.Array, dict]]
@@ -88,9 +90,25 @@ def make_gan_step(
     gen_tx: optax.GradientTransformation,
     disc_tx: optax.GradientTransformation,
     cfg: GANConfig = GANConfig(),
+    *,
+    grad_accum: int = 1,
 ) -> Callable[[GANState, Any], tuple[GANState, dict[str, jax.Array]]]:
-    """The pure GAN step ``(state, batch) -> (state, metrics)`` (see module doc)."""
+    """The pure GAN step ``(state, batch) -> (state, metrics)`` (see module doc).
+
+    With ``grad_accum > 1`` the batch (leading axis ``B``) is split into ``grad_accum``
+    strided micro-batches of ``B / grad_accum`` (as the supervised step does); both
+    models' gradients and all metrics are averaged over them in one ``lax.scan``, so the
+    step equals the full-batch step when every loss is a mean over examples. Micro-batch
+    ``i`` draws its keys from ``fold_in(key, i)``.
+    """
+    if grad_accum < 1:
+        raise ValueError(f"train.grad_accum must be >= 1, got {grad_accum}")
     g_adv_loss, d_adv_loss = _LOSSES[cfg.loss]
+    # The adversarial weight multiplies the generator's adversarial gradient. Unless it
+    # is known before the gradients are (no adaptive weight, and a start latch that does
+    # not wait for the step's reconstruction loss, which accumulation only knows at the
+    # end), the two gradients are kept apart and combined after the scan.
+    separate = cfg.adaptive_weight or (grad_accum > 1 and cfg.disc_start_loss is not None)
 
     def merge(graphdef, ts: TrainState, params=None, rest=None) -> nnx.Module:
         return nnx.merge(graphdef, ts.params if params is None else params,
@@ -99,75 +117,115 @@ def make_gan_step(
     def step(state: GANState, batch: Any) -> tuple[GANState, dict[str, jax.Array]]:
         t = state.gen.step
         key = jax.random.fold_in(state.gen.rng, t)
-        k_gen, k_real, k_fake = jax.random.split(key, 3)
         if cfg.instance_noise_steps:
             noise_std = cfg.instance_noise * jnp.maximum(0.0, 1.0 - t / cfg.instance_noise_steps)
         else:
             noise_std = jnp.float32(cfg.instance_noise)
         noisy = lambda k, x: x + noise_std * jax.random.normal(k, x.shape, x.dtype)
 
-        # -- generator --------------------------------------------------------------------
-        disc = merge(disc_graphdef, state.disc)
+        def start_latch(rec: jax.Array) -> jax.Array:
+            return state.started | ((t >= cfg.disc_start_step) & (
+                True if cfg.disc_start_loss is None else rec < cfg.disc_start_loss))
 
-        def gen_losses(params):
-            gen = merge(gen_graphdef, state.gen, params)
-            fake, real, rec, rec_metrics = gen_fn(gen, batch, k_gen)
-            (logits_f, feats_f), (_, feats_r) = _disc_pair(
-                disc_fn, disc, noisy(k_fake, fake), noisy(k_real, real))
-            adv, adv_m = g_adv_loss(logits_f)
-            fm, fm_m = feature_matching_loss(feats_r, feats_f)
-            per_disc = {**{f"adv/{k}": v for k, v in adv_m.items() if k != "loss"},
-                        **{f"fm/{k}": v for k, v in fm_m.items() if k != "loss"}}
-            aux = (fake, real, {**rec_metrics, **per_disc}, adv, fm,
-                   nnx.state(gen, nnx.Not(nnx.Param)))
-            return (rec, adv + cfg.feature_weight * fm), aux
+        def micro_step(gen_rest, disc_rest, micro, key):
+            """Both models' gradients and metrics on one (micro-)batch, against the
+            discriminator as it was before the step."""
+            k_gen, k_real, k_fake = jax.random.split(key, 3)
 
-        (rec, gan_term), pullback, aux = jax.vjp(gen_losses, state.gen.params, has_aux=True)
-        fake, real, rec_metrics, adv, fm, gen_rest = aux
-        started = state.started | ((t >= cfg.disc_start_step) & (
-            True if cfg.disc_start_loss is None else rec < cfg.disc_start_loss))
+            # -- generator ----------------------------------------------------------------
+            disc = merge(disc_graphdef, state.disc)
+
+            def gen_losses(params):
+                gen = merge(gen_graphdef, state.gen, params, gen_rest)
+                fake, real, rec, rec_metrics = gen_fn(gen, micro, k_gen)
+                (logits_f, feats_f), (_, feats_r) = _disc_pair(
+                    disc_fn, disc, noisy(k_fake, fake), noisy(k_real, real))
+                adv, adv_m = g_adv_loss(logits_f)
+                fm, fm_m = feature_matching_loss(feats_r, feats_f)
+                per_disc = {**{f"adv/{k}": v for k, v in adv_m.items() if k != "loss"},
+                            **{f"fm/{k}": v for k, v in fm_m.items() if k != "loss"}}
+                aux = (fake, real, {**rec_metrics, **per_disc}, adv, fm,
+                       nnx.state(gen, nnx.Not(nnx.Param)))
+                return (rec, adv + cfg.feature_weight * fm), aux
+
+            (rec, gan_term), pullback, aux = jax.vjp(gen_losses, state.gen.params,
+                                                     has_aux=True)
+            fake, real, rec_metrics, adv, fm, gen_rest = aux
+            if separate:
+                g_grads = (pullback((jnp.ones_like(rec), jnp.zeros_like(gan_term)))[0],
+                           pullback((jnp.zeros_like(rec), jnp.ones_like(gan_term)))[0])
+            else:
+                weight = cfg.adv_weight * start_latch(rec)
+                g_grads = pullback((jnp.ones_like(rec), weight * jnp.ones_like(gan_term)))[0]
+
+            # -- discriminator ------------------------------------------------------------
+            fake_sg, real_sg = jax.lax.stop_gradient(fake), jax.lax.stop_gradient(real)
+
+            def disc_loss(params):
+                d = merge(disc_graphdef, state.disc, params, disc_rest)
+                (logits_r, _), (logits_f, _) = _disc_pair(
+                    disc_fn, d, noisy(k_real, real_sg), noisy(k_fake, fake_sg))
+                loss, m = d_adv_loss(logits_r, logits_f)
+                if cfg.r1_weight:
+                    r1, r1_m = r1_penalty(lambda x: disc_fn(d, x)[0], real_sg)
+                    loss = loss + 0.5 * cfg.r1_weight * r1
+                    m = {**m, "r1": r1_m["r1"]}
+                return loss, (m, nnx.state(d, nnx.Not(nnx.Param)))
+
+            (d_loss, (d_m, disc_rest)), d_grads = jax.value_and_grad(
+                disc_loss, has_aux=True)(state.disc.params)
+
+            metrics = {f"gen/{k}": v for k, v in rec_metrics.items()}
+            metrics.update({f"disc/{k}": v for k, v in d_m.items()})
+            metrics.update({"gen/rec_loss": rec, "gen/gan_term": gan_term, "gen/adv_loss": adv,
+                            "gen/feature_loss": fm, "disc/loss": d_loss})
+            metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+            return g_grads, d_grads, gen_rest, disc_rest, metrics
+
+        if grad_accum == 1:
+            g_grads, d_grads, gen_rest, disc_rest, m = micro_step(
+                state.gen.rest, state.disc.rest, batch, key)
+        else:
+            def body(carry, xs):
+                g_acc, d_acc, gen_rest, disc_rest = carry
+                micro, i = xs
+                g, d, gen_rest, disc_rest, m = micro_step(gen_rest, disc_rest, micro,
+                                                          jax.random.fold_in(key, i))
+                return (jax.tree.map(jnp.add, g_acc, g), jax.tree.map(jnp.add, d_acc, d),
+                        gen_rest, disc_rest), m
+
+            g_zeros = jax.tree.map(jnp.zeros_like, state.gen.params)
+            g_zeros = (g_zeros, jax.tree.map(jnp.zeros_like, g_zeros)) if separate else g_zeros
+            d_zeros = jax.tree.map(jnp.zeros_like, state.disc.params)
+            (g_grads, d_grads, gen_rest, disc_rest), ms = jax.lax.scan(
+                body, (g_zeros, d_zeros, state.gen.rest, state.disc.rest),
+                (split_micro(batch, grad_accum), jnp.arange(grad_accum)))
+            g_grads, d_grads = jax.tree.map(lambda g: g / grad_accum, (g_grads, d_grads))
+            m = jax.tree.map(lambda x: jnp.mean(x, axis=0), ms)
+
+        rec, gan_term = m.pop("gen/rec_loss"), m.pop("gen/gan_term")
+        started = start_latch(rec)
         if cfg.adaptive_weight:
-            g_rec = pullback((jnp.ones_like(rec), jnp.zeros_like(gan_term)))[0]
-            g_gan = pullback((jnp.zeros_like(rec), jnp.ones_like(gan_term)))[0]
+            g_rec, g_gan = g_grads
             ratio = _norm_of(g_rec, cfg.last_layer) / (_norm_of(g_gan, cfg.last_layer) + 1e-4)
             weight = cfg.adv_weight * jax.lax.stop_gradient(
                 jnp.clip(ratio, 0.0, cfg.adaptive_max)) * started
-            g_grads = jax.tree.map(lambda a, b: a + weight * b, g_rec, g_gan)
         else:
             weight = cfg.adv_weight * started
-            g_grads = pullback((jnp.ones_like(rec), weight * jnp.ones_like(gan_term)))[0]
+        if separate:
+            g_grads = jax.tree.map(lambda a, b: a + weight * b, *g_grads)
         g_loss = rec + weight * gan_term
         gen_state, g_upd = apply_gradients(state.gen, g_grads, g_loss, gen_rest, gen_tx)
+        disc_state, d_upd = apply_gradients(state.disc, d_grads, m["disc/loss"], disc_rest,
+                                            disc_tx, enabled=started)
 
-        # -- discriminator ----------------------------------------------------------------
-        fake_sg, real_sg = jax.lax.stop_gradient(fake), jax.lax.stop_gradient(real)
-
-        def disc_loss(params):
-            d = merge(disc_graphdef, state.disc, params)
-            (logits_r, _), (logits_f, _) = _disc_pair(
-                disc_fn, d, noisy(k_real, real_sg), noisy(k_fake, fake_sg))
-            loss, m = d_adv_loss(logits_r, logits_f)
-            if cfg.r1_weight:
-                r1, r1_m = r1_penalty(lambda x: disc_fn(d, x)[0], real_sg)
-                loss = loss + 0.5 * cfg.r1_weight * r1
-                m = {**m, "r1": r1_m["r1"]}
-            return loss, (m, nnx.state(d, nnx.Not(nnx.Param)))
-
-        (d_loss, (d_m, disc_rest)), d_grads = jax.value_and_grad(disc_loss, has_aux=True)(
-            state.disc.params)
-        disc_state, d_upd = apply_gradients(state.disc, d_grads, d_loss, disc_rest, disc_tx,
-                                            enabled=started)
-
-        metrics = {f"gen/{k}": v for k, v in rec_metrics.items()}
-        metrics.update({f"disc/{k}": v for k, v in d_m.items()})
-        metrics.update({
-            "loss": g_loss, "gen/rec_loss": rec, "gen/adv_loss": adv, "gen/feature_loss": fm,
-            "gen/adv_weight": jnp.asarray(weight, jnp.float32), "disc/loss": d_loss,
-            "disc/started": started.astype(jnp.float32), "instance_noise": noise_std,
+        m.update({
+            "loss": g_loss, "gen/rec_loss": rec, "gen/adv_weight": weight,
+            "disc/started": started, "instance_noise": noise_std,
             **{f"gen/{k}": v for k, v in g_upd.items()},
             **{f"disc/{k}": v for k, v in d_upd.items()},
         })
-        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in m.items()}
         return GANState(gen=gen_state, disc=disc_state, started=started), metrics
 
     return step
@@ -183,11 +241,12 @@ def gan_program(
     cfg: GANConfig = GANConfig(),
     *,
     seed: int = 0,
+    grad_accum: int = 1,
 ) -> Program:
     """A ``Program`` for ``common.train.loop.train``: checkpoint items ``model`` (the
     generator, what ``load_model`` restores), ``disc`` and ``train`` (both optimizers,
     steps, RNG, the start latch). Evaluation reports the generator's reconstruction
-    metrics in eval mode."""
+    metrics in eval mode. ``grad_accum``: micro-batches per step (``train.grad_accum``)."""
 
     def init() -> GANState:
         gen = TrainState.create(build_gen(nnx.Rngs(seed)), gen_tx, jax.random.key(seed + 1))[1]
@@ -220,11 +279,13 @@ def gan_program(
 
     return Program(
         init=init,
-        step=make_gan_step(gen_gd, disc_gd, gen_fn, disc_fn, gen_tx, disc_tx, cfg),
+        step=make_gan_step(gen_gd, disc_gd, gen_fn, disc_fn, gen_tx, disc_tx, cfg,
+                           grad_accum=grad_accum),
         evaluate=evaluate,
         to_items=to_items,
         from_items=from_items,
         model=lambda s: nnx.merge(gen_gd, s.gen.params, s.gen.rest),
         nonfinite_run=lambda s: jnp.maximum(s.gen.nonfinite_run, s.disc.nonfinite_run),
         nonfinite_total=lambda s: s.gen.nonfinite_total + s.disc.nonfinite_total,
+        grad_accum=grad_accum,
     )

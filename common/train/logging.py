@@ -3,25 +3,19 @@
 ``RunLogger`` is the one object a training loop talks to. Only process 0 logs; on the
 other processes every method is a no-op, so call sites need no ``if`` of their own.
 Device arrays reach ``log_scalars`` only on log steps, and are pulled to host there.
-
-W&B media without pillow: ``wandb.Image`` needs PIL, which is not a dependency, so
-images (and rendered spectrograms) are logged as an HTML ``<img>`` holding a PNG we
-encode ourselves when PIL is missing.
+Images and spectrograms are rendered to uint8 arrays by ``common.train.render`` and
+logged as ``wandb.Image``.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import html
 import logging
 import os
 import secrets
 import string
-import struct
 import sys
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,20 +25,13 @@ import numpy as np
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from common.bench import peak_flops
 from common.train.configs import LoggingConfig
+from common.train.hardware import peak_flops
+from common.train.render import render_spectrogram, to_uint8_image
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "LoggingConfig",
-    "RunLogger",
-    "apply_colormap",
-    "encode_png",
-    "render_spectrogram",
-    "resolve_wandb_mode",
-    "to_uint8_image",
-]
+__all__ = ["LoggingConfig", "RunLogger", "resolve_wandb_mode"]
 
 WANDB_MODES = ("offline", "online", "disabled")
 # Aliases wandb itself accepts in WANDB_MODE.
@@ -70,7 +57,7 @@ class RunLogger:
     """Scalars, media, progress and profiling for one run. Use as a context manager.
 
     ``flops_per_step`` counts one whole step over all devices; MFU divides by the peak
-    of ``jax.device_count()`` devices (only for devices ``common.bench`` knows).
+    of ``jax.device_count()`` devices (only for devices ``common.train.hardware`` knows).
     Throughput is measured between consecutive ``log_scalars`` calls with ``clock``.
     """
 
@@ -222,7 +209,9 @@ class RunLogger:
         """``HxW`` or ``HxWx3``; floats are min-max normalised, uint8 is kept."""
         if self._run is None:
             return
-        self._run.log({name: _image_media(to_uint8_image(image), caption)}, step=step)
+        import wandb
+
+        self._run.log({name: wandb.Image(to_uint8_image(image), caption=caption)}, step=step)
 
     def log_spectrogram(self, step: int, name: str, spec: np.ndarray,
                         caption: str | None = None) -> None:
@@ -346,80 +335,3 @@ def _fmt_duration(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-# ------------------------------------------------------------------------ images
-
-# Viridis at 0, 1/8, ..., 1 (matplotlib's values); linear interpolation in between.
-_VIRIDIS = np.array([
-    [68, 1, 84], [71, 45, 123], [59, 82, 139], [44, 114, 142], [33, 145, 140],
-    [40, 174, 128], [94, 201, 98], [173, 220, 48], [253, 231, 37],
-], np.float64)
-
-
-def apply_colormap(x: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] (clipped; NaN -> 0) to viridis-like uint8 RGB, shape ``[..., 3]``."""
-    x = np.clip(np.nan_to_num(np.asarray(x, np.float64), nan=0.0), 0.0, 1.0)
-    grid = np.linspace(0.0, 1.0, len(_VIRIDIS))
-    rgb = np.stack([np.interp(x, grid, _VIRIDIS[:, c]) for c in range(3)], axis=-1)
-    return np.round(rgb).astype(np.uint8)
-
-
-def render_spectrogram(spec: np.ndarray, vmin: float | None = None,
-                       vmax: float | None = None) -> np.ndarray:
-    """``[frames, bins]`` -> uint8 ``[bins, frames, 3]``: time left to right, bin 0 at the
-    bottom, colour scaled from ``vmin`` to ``vmax`` (default: the finite min and max)."""
-    spec = np.asarray(spec, np.float64)
-    if spec.ndim != 2:
-        raise ValueError(f"spectrogram must be [frames, bins], got shape {spec.shape}")
-    finite = spec[np.isfinite(spec)]
-    lo = vmin if vmin is not None else (finite.min() if finite.size else 0.0)
-    hi = vmax if vmax is not None else (finite.max() if finite.size else 1.0)
-    scaled = (spec - lo) / (hi - lo) if hi > lo else np.zeros_like(spec)
-    return apply_colormap(scaled.T[::-1])
-
-
-def to_uint8_image(image: np.ndarray) -> np.ndarray:
-    """``HxW`` / ``HxWx1`` / ``HxWx3`` to uint8; floats are min-max normalised."""
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] == 3)):
-        raise ValueError(f"image must be HxW or HxWx3, got shape {img.shape}")
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.bool_:
-        return img.astype(np.uint8) * 255
-    img = img.astype(np.float64)
-    finite = img[np.isfinite(img)]
-    lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
-    scaled = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-    return np.round(np.clip(np.nan_to_num(scaled), 0, 1) * 255).astype(np.uint8)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """Minimal PNG encoder for uint8 ``HxW`` (grey) or ``HxWx3`` (RGB) images."""
-    img = np.ascontiguousarray(image, np.uint8)
-    h, w = img.shape[:2]
-    colour = 2 if img.ndim == 3 else 0
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), img.reshape(h, -1)], axis=1)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(
-            ">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
-
-
-def _image_media(img: np.ndarray, caption: str | None) -> Any:
-    import wandb
-
-    with contextlib.suppress(ImportError):
-        import PIL.Image  # noqa: F401
-
-        return wandb.Image(img, caption=caption)
-    png = base64.b64encode(encode_png(img)).decode()
-    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return wandb.Html(f'<figure><img src="data:image/png;base64,{png}"/>{cap}</figure>')

@@ -1,11 +1,14 @@
-"""The generic training loop: a model builder, a loss and data in; a trained run out.
+"""The generic training loop: it drives a ``Program`` over data and leaves a run directory.
 
-A package's ``train.py`` stays thin::
+The loop knows nothing of models or losses. A package's ``train.py`` builds a
+``common.train.program.Program`` (``supervised_program`` for one model and one loss,
+``common.train.gan.gan_program`` for a generator and a discriminator) and hands it over::
 
-    result = train(cfg.train, kind="tokenizer.alpha",
-                   build_model=lambda rngs: Codec(cfg.model, rngs=rngs),
-                   loss_fn=codec_loss, train_data=batches, eval_data=make_eval_batches,
-                   config=cfg)
+    program = supervised_program(lambda rngs: Codec(cfg.model, rngs=rngs), codec_loss,
+                                 make_optimizer(resolve_optim(cfg.train)),
+                                 seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
+    result = train(cfg.train, kind="tokenizer.alpha", program=program, train_data=batches,
+                   eval_data=make_eval_batches, config=cfg)
 
 The loop builds the mesh and the sharded train state (straight onto the devices, no
 host copy), resumes the latest checkpoint when asked (model, optimizer, step, RNG and
@@ -17,7 +20,6 @@ an argument of ``train`` rather than of the ``Program`` because one program serv
 several models (``gan_program`` trains alpha and SNAC) and the run directory is the
 loop's.
 """
-
 from __future__ import annotations
 
 import dataclasses
@@ -40,10 +42,10 @@ from common.train.configs import TrainConfig
 from common.train.logging import RunLogger
 from common.train.mesh import batch_sharding as make_batch_sharding
 from common.train.mesh import host_to_global, make_mesh, state_shardings
-from common.train.optim import OptimizerConfig, make_optimizer
-from common.train.program import Program, supervised_program
+from common.train.optim import OptimizerConfig
+from common.train.program import Program
 from common.train.runs import UNKNOWN, read_run_info, start_run
-from common.train.step import LossFn, jit_train_step
+from common.train.step import jit_train_step
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +143,7 @@ def train(
     *,
     kind: str,
     init_from: str | None = None,
-    build_model: Callable[[nnx.Rngs], nnx.Module] | None = None,
-    loss_fn: LossFn | None = None,
-    program: Program | None = None,
+    program: Program,
     train_data: Iterator[Any],
     eval_data: Callable[[], Iterator[Any]] | None = None,
     config: Any = None,
@@ -152,8 +152,7 @@ def train(
     tokens_per_step: int | None = None,
     on_log: Callable[[int, nnx.Module, Mapping[str, float], RunLogger], None] | None = None,
 ) -> TrainResult:
-    """Train ``build_model(rngs)`` on ``loss_fn`` over ``train_data`` (see module doc),
-    or run any ``program`` (e.g. ``common.train.gan.gan_program``) instead.
+    """Run ``program`` (see ``common.train.program.Program``) over ``train_data``.
 
     ``kind`` names what the run holds (the package that trains it, e.g.
     "tokenizer.alpha"; recorded in ``run_dir/run.json``, see ``common.train.runs``);
@@ -174,13 +173,11 @@ def train(
         config_dict = config_to_dict(config)
     else:
         config_dict = dict(config or {"train": config_to_dict(cfg)})
+    if program.grad_accum != cfg.grad_accum:
+        raise ValueError(
+            f"train.grad_accum is {cfg.grad_accum} but the program was built for "
+            f"{program.grad_accum} micro-batches: pass grad_accum=cfg.grad_accum to its builder")
     mesh = make_mesh(cfg.mesh)
-    if program is None:
-        if build_model is None or loss_fn is None:
-            raise ValueError("train() needs build_model and loss_fn, or a program")
-        program = supervised_program(build_model, loss_fn,
-                                     make_optimizer(resolve_optim(cfg)), seed=cfg.seed,
-                                     grad_accum=cfg.grad_accum)
     abstract = jax.eval_shape(program.init)
     shardings = state_shardings(abstract, mesh)
     batch_sh = make_batch_sharding(mesh)

@@ -31,6 +31,9 @@ class Program:
       ``checkpoint.load_model`` can restore it alone.
     model: ``state -> nnx.Module``, the model handed to logging hooks.
     nonfinite_run / nonfinite_total: skipped-update counters (``int32 []``) of the state.
+    grad_accum: micro-batches per step that ``step`` was built with; the loop refuses a
+      program whose value differs from ``TrainConfig.grad_accum`` (an ignored setting
+      would silently train with another effective batch).
     """
 
     init: Callable[[], Any]
@@ -41,6 +44,7 @@ class Program:
     model: Callable[[Any], nnx.Module]
     nonfinite_run: Callable[[Any], jax.Array]
     nonfinite_total: Callable[[Any], jax.Array]
+    grad_accum: int = 1
 
 
 def supervised_program(
@@ -67,4 +71,5 @@ def supervised_program(
         model=lambda s: nnx.merge(graphdef, s.params, s.rest),
         nonfinite_run=lambda s: s.nonfinite_run,
         nonfinite_total=lambda s: s.nonfinite_total,
+        grad_accum=grad_accum,
     )

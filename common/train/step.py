@@ -72,13 +72,14 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def _split_micro(batch: Any, n: int) -> Any:
+def split_micro(batch: Any, n: int) -> Any:
     """``[B, ...] -> [n, B/n, ...]`` taking every n-th example, so each device's
     contiguous shard of the batch contributes equally to every micro-batch (no
     cross-device shuffle)."""
     def split(x: jax.Array) -> jax.Array:
         if x.shape[0] % n:
-            raise ValueError(f"batch of {x.shape[0]} is not divisible into {n} micro-batches")
+            raise ValueError(f"train.grad_accum={n} must divide the batch size, got a batch "
+                             f"of {x.shape[0]}")
         return jnp.swapaxes(x.reshape(x.shape[0] // n, n, *x.shape[1:]), 0, 1)
     return jax.tree.map(split, batch)
 
@@ -164,7 +165,7 @@ def make_train_step(
 
             zeros = jax.tree.map(jnp.zeros_like, state.params)
             (grads, rest), (losses, ms) = jax.lax.scan(
-                body, (zeros, state.rest), (_split_micro(batch, grad_accum),
+                body, (zeros, state.rest), (split_micro(batch, grad_accum),
                                             jnp.arange(grad_accum)))
             grads = jax.tree.map(lambda g: g / grad_accum, grads)
             loss = jnp.mean(losses)

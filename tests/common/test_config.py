@@ -16,6 +16,7 @@ import pytest
 from common.config import (
     ConfigError,
     apply_overrides,
+    coerce_values,
     config_from_dict,
     config_hash,
     config_to_dict,
@@ -291,13 +292,13 @@ def test_config_hash_stable_and_sensitive():
     assert h != config_hash(replace_path(PRESETS["small"], "model.layers", 5))
     # Stable across processes (no per-process hash seeds).
     code = (
-        "from tests.common.train.test_config import PRESETS;"
+        "from tests.common.test_config import PRESETS;"
         "from common.config import config_hash;"
         "print(config_hash(PRESETS['small']))"
     )
     env = {"PYTHONHASHSEED": "123", "JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[3], env=env)
+                         check=True, cwd=Path(__file__).parents[2], env=env)
     assert out.stdout.strip() == h
 
 
@@ -317,3 +318,94 @@ def test_aliases_expand_to_dotted_fields(capsys):
     with pytest.raises(SystemExit):
         parse_config(Top, PRESETS, ["--help"], aliases=aliases)
     assert "--width = --model.dim" in capsys.readouterr().out
+
+
+@dataclasses.dataclass(frozen=True)
+class Warmup:
+    warmup_steps: int = 0
+    peak_lr: float = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    lr_warmup: Warmup = Warmup()
+    milestones: tuple[int, ...] = ()
+
+
+def test_hyphenated_and_dotted_keys_as_tyro_spells_them():
+    want = Schedule(lr_warmup=Warmup(warmup_steps=5, peak_lr=0.01))
+    assert config_from_dict(Schedule, {"lr-warmup.warmup-steps": 5,
+                                       "lr_warmup": {"peak-lr": "1e-2"}}) == want
+    assert apply_overrides(Schedule(), {"lr-warmup": {"warmup-steps": 5, "peak_lr": 0.01}}) == want
+    with pytest.raises(ConfigError, match=r"unknown field 'lr_warmup\.warmup-stepz'.*"
+                                          r"did you mean 'lr_warmup\.warmup_steps'"):
+        apply_overrides(Schedule(), {"lr-warmup.warmup-stepz": 5})
+
+
+def test_bad_item_names_the_field_and_type():
+    with pytest.raises(ConfigError, match=r"milestones: invalid value .*expected tuple\[int, "):
+        config_from_dict(Schedule, {"milestones": [1, "a"]})
+    with pytest.raises(ConfigError, match=r"milestones: invalid value 'abc'"):
+        config_from_dict(Schedule, {"milestones": "abc"})
+
+
+def test_coerce_values_from_command_line_strings():
+    types = {"n": int, "x": float | None, "on": bool, "act": Literal["relu", "gelu"],
+             "norm": Norm, "sizes": tuple[int, ...], "path": Path, "model": Model}
+    got = coerce_values(types, {"n": "3", "x": "none", "on": "yes", "act": "gelu",
+                                "norm": "layer", "sizes": "1, 2", "path": "/a",
+                                "model": {"dim": 4}, "untyped": "s"}, from_text=True)
+    assert got == {"n": 3, "x": None, "on": True, "act": "gelu", "norm": Norm.LAYER,
+                   "sizes": (1, 2), "path": Path("/a"), "model": Model(dim=4), "untyped": "s"}
+    assert coerce_values(types, {"x": "0.5", "sizes": ""}, from_text=True) == {
+        "x": 0.5, "sizes": ()}
+    with pytest.raises(ConfigError, match=r"^n: invalid value 'many', expected int$") as e:
+        coerce_values(types, {"n": "many"}, from_text=True)
+    assert (e.value.field, e.value.reason) == ("n", "expected int")
+    with pytest.raises(ConfigError) as e:
+        coerce_values(types, {"act": "tanh"}, from_text=True)
+    assert (e.value.field, e.value.reason) == ("act", "allowed values: 'relu', 'gelu'")
+    with pytest.raises(ConfigError, match=r"on: invalid value 'maybe', expected bool"):
+        coerce_values(types, {"on": "maybe"}, from_text=True)
+    with pytest.raises(ConfigError, match=r"model: dim must be even, got 3"):
+        coerce_values(types, {"model": {"dim": 3}})
+    with pytest.raises(ConfigError, match="'n-mels' is not a valid name"):
+        coerce_values(types, {"n-mels": "3"}, from_text=True)
+    # Without from_text, strings are not parsed (as in config files).
+    with pytest.raises(ConfigError, match=r"n: invalid value '3', expected int"):
+        coerce_values(types, {"n": "3"})
+
+
+def test_usage_names_the_module_run_with_dash_m(monkeypatch, capsys):
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name="tokenizer.alpha.train")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    with pytest.raises(SystemExit):
+        parse("--help")
+    assert "usage: python -m tokenizer.alpha.train" in capsys.readouterr().out
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    root: Path = Path("/data")
+    dtype: np.dtype = F32
+    norm: Norm = Norm.RMS
+    sizes: list[int] = dataclasses.field(default_factory=list)
+
+
+def test_conversions_and_their_errors_name_the_field():
+    got = config_from_dict(Paths, {"root": "/x", "dtype": "float16", "norm": "LAYER",
+                                   "sizes": (1, 2)})
+    assert got == Paths(Path("/x"), np.dtype("float16"), Norm.LAYER, [1, 2])
+    assert config_from_dict(Paths, {"norm": "layer"}).norm is Norm.LAYER  # value or name
+    for key, value in [("root", 3), ("dtype", "nope"), ("sizes", "12")]:
+        with pytest.raises(ConfigError, match=rf"^{key}: invalid value {value!r}"):
+            config_from_dict(Paths, {key: value})
+    with pytest.raises(ConfigError, match=r"steps: invalid value True, expected int"):
+        apply_overrides(PRESETS["tiny"], {"steps": True})  # a bool is no int to a config
+    with pytest.raises(ConfigError, match=r"model: given more than once"):
+        apply_overrides(PRESETS["tiny"], {"model": Model(), "model.dim": 4})
+    loose = apply_overrides(PRESETS["small"], {"model.dimm": 1, "ema.decay": 0.5}, strict=False)
+    assert loose.ema == Ema(0.5) and loose.model == PRESETS["small"].model

@@ -20,8 +20,9 @@ from common.train.gan import GANConfig
 from common.train.logging import LoggingConfig
 from common.train.loop import TrainConfig
 from common.train.optim import OptimizerConfig
-from tokenizer.alpha.components.discriminators import DiscriminatorConfig
 from tokenizer.alpha.components.encoder import ConvStackConfig
+from tokenizer.codec.discriminators import DiscriminatorConfig
+from tokenizer.codec.optim import dac_adamw
 
 QuantizerKind = Literal["phoneme_bsq", "bsq", "vq", "rvq", "fsq"]
 
@@ -139,12 +140,6 @@ class AlphaConfig:
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.codec.hop
-
-
-def dac_adamw(lr: float, warmup: int) -> OptimizerConfig:
-    # DAC: AdamW(0.8, 0.99), lr 1e-4, exponential decay; clipping at 1e3 (ours 1e2).
-    return OptimizerConfig(name="adamw", lr=lr, b1=0.8, b2=0.99, schedule="cosine",
-                           warmup_steps=warmup, min_lr_ratio=0.1, clip_norm=100.0)
 
 
 def tiny() -> AlphaConfig:

@@ -8,7 +8,6 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from common.data.batching import round_up
 from common.data.pipeline import PipelineConfig, iterate_eval, make_pipeline
@@ -79,14 +78,3 @@ def make_data(cfg: AlphaConfig) -> tuple[Iterator[dict], Callable[[], Iterator[d
              len(eval_source), cfg.data.source.path or cfg.data.source.kind)
     eval_cfg = dataclasses.replace(pcfg, worker_count=0)
     return make_pipeline(train_source, pcfg), lambda: iterate_eval(eval_source, eval_cfg)
-
-
-def first_batch(make_iter: Callable[[], Iterator[dict]]) -> dict[str, Any]:
-    """One batch from a fresh iterator (for logging examples)."""
-    it = make_iter()
-    try:
-        return next(iter(it))
-    finally:
-        close = getattr(it, "close", None)
-        if close is not None:
-            close()

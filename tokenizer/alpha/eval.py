@@ -41,8 +41,9 @@ from tokenizer.alpha import metrics as M
 from tokenizer.alpha.components.quantizers.base import usage_metrics
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.data import pipeline_config
-from tokenizer.alpha.inference import AlphaTokenizer, add_run_args, setup_cli_logging
+from tokenizer.alpha.inference import AlphaTokenizer
 from tokenizer.alpha.model import AlphaCodec, bitrate
+from tokenizer.codec.cli import add_run_args, setup_cli_logging
 
 log = logging.getLogger("tokenizer.alpha.eval")
 

@@ -21,8 +21,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tokenizer.alpha.inference import AlphaTokenizer, TokenFile, setup_cli_logging
-from tokenizer.cli import CLI_ERRORS, add_codec_args, codec_command, print_summary
+from tokenizer.alpha.inference import AlphaTokenizer
+from tokenizer.codec.cli import (
+    CLI_ERRORS,
+    add_codec_args,
+    codec_command,
+    print_summary,
+    setup_cli_logging,
+)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -30,8 +36,7 @@ def run(args: argparse.Namespace) -> dict:
     extra = {"loudness_dbfs": None} if args.no_loudness else {}
     tok = AlphaTokenizer.from_run(args.run, step=args.step, batch_size=args.batch_size,
                                   **extra)
-    return codec_command(args, tok, TokenFile.load, tok.cfg.sample_rate,
-                         stream=args.stream, chunk_frames=args.chunk_frames)
+    return codec_command(args, tok, stream=args.stream, chunk_frames=args.chunk_frames)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -25,15 +25,18 @@ from common.config import parse_config
 from common.train.loop import TrainResult, enable_compilation_cache, train
 from common.train.mesh import maybe_initialize_distributed
 from tokenizer.alpha.config import PRESETS, AlphaConfig
-from tokenizer.alpha.data import first_batch, make_data, resolve_data
+from tokenizer.alpha.data import make_data, resolve_data
 from tokenizer.alpha.model import bitrate
-from tokenizer.alpha.training import build_program, log_examples, summarize
+from tokenizer.alpha.training import build_program, log_examples
+from tokenizer.codec.cli import setup_cli_logging
+from tokenizer.codec.train_logging import first_batch, summarize
 
 log = logging.getLogger("tokenizer.alpha.train")
 
 ALIASES = {"--resume": "--train.resume", "--steps": "--train.steps",
            "--batch-size": "--data.batch-size", "--run-name": "--train.run-name",
            "--bf16": "--codec.dtype=bfloat16"}
+SUMMARY_KEYS = ("gen/mel", "gen/ctc", "gen/rec_loss", "disc/loss")
 
 
 def run(cfg: AlphaConfig) -> TrainResult:
@@ -56,15 +59,13 @@ def run(cfg: AlphaConfig) -> TrainResult:
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save chatter
+    setup_cli_logging()
     maybe_initialize_distributed()
     enable_compilation_cache()
     cfg = parse_config(AlphaConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
     result = run(cfg)
     what = "stopped (checkpoint saved)" if result.stopped_by_signal else "done"
-    print(f"{what} at step {result.step}: {summarize(result.history)}\n"
+    print(f"{what} at step {result.step}: {summarize(result.history, SUMMARY_KEYS)}\n"
           f"run directory: {result.run_dir} (checkpoints in {result.run_dir}/checkpoints, "
           f"W&B offline logs in {result.run_dir}/wandb, config.json)", flush=True)
     return result

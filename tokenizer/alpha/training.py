@@ -9,22 +9,21 @@ with ``phonemes_valid [B, L]``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from common.audio import log_mel_spectrogram
 from common.train.gan import gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
 from common.train.program import Program
-from tokenizer.alpha.components.discriminators import Discriminator
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.losses.generator_loss import generator_loss
 from tokenizer.alpha.model import AlphaCodec
+from tokenizer.codec.discriminators import Discriminator
+from tokenizer.codec.train_logging import log_reconstructions
 
 
 def codec_loss(codec: AlphaCodec, batch: Mapping[str, jax.Array], key: jax.Array | None,
@@ -62,7 +61,7 @@ def build_program(cfg: AlphaConfig) -> Program:
         gen_fn, disc_fn,
         make_optimizer(resolve_optim(cfg.train)),
         make_optimizer(resolve_optim(cfg.train, cfg.disc_optim)),
-        cfg.gan, seed=cfg.train.seed)
+        cfg.gan, seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
 
 
 def log_examples(step: int, codec: AlphaCodec, batch: Mapping[str, np.ndarray], logger,
@@ -76,29 +75,3 @@ def log_examples(step: int, codec: AlphaCodec, batch: Mapping[str, np.ndarray], 
     codec.train()
     log_reconstructions(step, logger, np.asarray(wav), recon, np.asarray(valid),
                         cfg.sample_rate)
-
-
-def log_reconstructions(step: int, logger, real: np.ndarray, recon: np.ndarray,
-                        valid: np.ndarray, sample_rate: int) -> None:
-    """Log ``audio/<i>_real|recon`` and their log-mel spectrograms ``mel/<i>_...`` for
-    each row of ``real, recon [B, N, 1]``, padding (``valid [B, N]`` False) cut off."""
-    for i in range(real.shape[0]):
-        keep = np.asarray(valid[i], bool)
-        if not keep.any():
-            continue
-        for name, x in (("real", real[i, keep, 0]), ("recon", recon[i, keep, 0])):
-            logger.log_audio(step, f"audio/{i}_{name}", x, sample_rate)
-            mel = log_mel_spectrogram(jnp.asarray(x), sr=sample_rate,
-                                      n_fft=1024, hop_length=256, n_mels=80)
-            logger.log_spectrogram(step, f"mel/{i}_{name}", np.asarray(mel))
-
-
-def summarize(history: list[dict[str, Any]], keys=("gen/mel", "gen/ctc", "gen/rec_loss",
-                                                   "disc/loss")) -> str:
-    """``key first -> last`` for the given metrics of a run's history."""
-    parts = []
-    for k in keys:
-        vals = [h[k] for h in history if k in h]
-        if vals:
-            parts.append(f"{k} {vals[0]:.3f} -> {vals[-1]:.3f}")
-    return ", ".join(parts)

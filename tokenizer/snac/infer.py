@@ -19,9 +19,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tokenizer.alpha.inference import setup_cli_logging
-from tokenizer.cli import CLI_ERRORS, add_codec_args, codec_command, print_summary
-from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
+from tokenizer.codec.cli import (
+    CLI_ERRORS,
+    add_codec_args,
+    codec_command,
+    print_summary,
+    setup_cli_logging,
+)
+from tokenizer.snac.inference import SnacTokenizer
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -29,7 +34,7 @@ def run(args: argparse.Namespace) -> dict:
     extra = {"loudness_dbfs": None} if args.no_loudness else {}
     tok = SnacTokenizer.from_run(args.run, step=args.step, batch_size=args.batch_size,
                                  bucket_seconds=args.bucket_seconds, **extra)
-    return codec_command(args, tok, SnacTokenFile.load, tok.cfg.model.sampling_rate)
+    return codec_command(args, tok)
 
 
 def parser() -> argparse.ArgumentParser:

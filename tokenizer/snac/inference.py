@@ -8,36 +8,25 @@ loudness-normalised (the training level; undone by ``decode``) and right-padded 
 zeros to a multiple of ``bucket_seconds`` (and of the codec's pad multiple), waveforms of
 one padded length share a jitted batch, and the codes are cut to the waveform's own
 ``cfg.code_lengths(N)``. ``bucket_seconds=0`` pads exactly as the PyTorch package does
-(the same codes as ``snac.SNAC.encode``), at one compile per distinct length.
+(the same codes as ``snac.SNAC.encode``), at one compile per distinct length. Loading,
+loudness and checks are the shared ``tokenizer.codec.tokenizer.CodecTokenizer``'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 
-import jax
 import numpy as np
 from flax import nnx
 
-from common.config import config_from_dict, config_to_dict
-from common.train.checkpoint import Checkpointer, load_model
-from tokenizer.alpha.inference import find_run
+from common.config import config_to_dict
+from common.data.batching import round_up
+from tokenizer.codec.token_io import CodecTokenFile, TokenFileError, config_digest
+from tokenizer.codec.tokenizer import CodecTokenizer
 from tokenizer.snac.model import SNAC
 from tokenizer.snac.train_config import SnacConfig
-from tokenizer.token_io import (
-    TokenFileError,
-    config_digest,
-    load_npz,
-    normalize_with_gain,
-    save_npz,
-)
-
-log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
 
 
 def model_hash(cfg: SnacConfig, length: int = 12) -> str:
@@ -48,144 +37,109 @@ def model_hash(cfg: SnacConfig, length: int = 12) -> str:
     return config_digest(d, length)
 
 
-@dataclasses.dataclass
-class SnacTokenFile:
-    """One waveform's codes: ``codes[l] int32 [T_l]`` with ``T_l = T_last / strides[l]``."""
+@dataclasses.dataclass(kw_only=True)
+class SnacTokenFile(CodecTokenFile):
+    """One waveform's codes: ``codes[l] int32 [T_l]`` with ``T_l = T_last / strides[l]``,
+    coarse first, all from one codebook of ``codebook_size``; the fields every token file
+    has are ``CodecTokenFile``'s."""
+
+    kind = "a SNAC token file"
 
     codes: list[np.ndarray]
     strides: tuple[int, ...]
     codebook_size: int
-    sample_rate: int
-    num_samples: int
-    config_hash: str
-    step: int
-    gain_db: float = 0.0
-    source: str = ""
 
-    def save(self, path: str | Path) -> Path:
-        meta = {k: v for k, v in dataclasses.asdict(self).items() if k != "codes"}
-        arrays = {f"codes_{i}": np.asarray(c, np.int32) for i, c in enumerate(self.codes)}
-        return save_npz(path, arrays, meta, FORMAT_VERSION)
+    def code_arrays(self) -> dict[str, np.ndarray]:
+        return {f"codes_{i}": np.asarray(c, np.int32) for i, c in enumerate(self.codes)}
 
     @classmethod
-    def load(cls, path: str | Path) -> SnacTokenFile:
-        arrays, meta = load_npz(path, "a SNAC token file", FORMAT_VERSION)
+    def codes_from_arrays(cls, path, arrays, meta) -> list[np.ndarray]:
         try:
             codes = [arrays[f"codes_{i}"] for i in range(len(meta["strides"]))]
         except (KeyError, TypeError) as e:
             raise TokenFileError(f"{path}: not a SNAC token file (missing {e})") from e
         if any(c.ndim != 1 or not np.issubdtype(c.dtype, np.integer) for c in codes):
             raise TokenFileError(f"{path}: codes must be 1-D integer arrays")
-        try:
-            return cls(codes=[c.astype(np.int32) for c in codes],
-                       **{**meta, "strides": tuple(meta["strides"])})
-        except TypeError as e:
-            raise TokenFileError(f"{path}: bad metadata ({e})") from e
+        return [c.astype(np.int32) for c in codes]
 
 
-class SnacTokenizer:
-    """Batched encode/decode of variable-length mono waveforms with one SNAC model."""
+class SnacTokenizer(CodecTokenizer[SnacTokenFile]):
+    """Batched encode/decode of variable-length mono waveforms with one SNAC model.
 
-    def __init__(self, codec: SNAC, cfg: SnacConfig, *, step: int = 0, batch_size: int = 8,
-                 bucket_seconds: float = 1.0, loudness_dbfs: float | None = None,
-                 run_dir: str | Path | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.codec, self.cfg, self.step, self.run_dir = codec, cfg, step, run_dir
-        self.batch_size, self.loudness_dbfs = batch_size, loudness_dbfs
+    Args (besides ``CodecTokenizer``'s):
+      bucket_seconds: waveforms are right-padded to a multiple of this (and of the
+        model's pad multiple); 0: to the pad multiple alone, as the PyTorch package.
+    """
+
+    codec_name = "SNAC"
+    config_type = SnacConfig
+    token_file_type = SnacTokenFile
+    model_hash = staticmethod(model_hash)
+
+    def __init__(self, codec: SNAC, cfg: SnacConfig, *, bucket_seconds: float = 1.0,
+                 **kwargs):
+        super().__init__(codec, cfg, **kwargs)
         m = cfg.model
         bucket = round(bucket_seconds * m.sampling_rate)
         self.multiple = int(np.lcm(m.pad_multiple, bucket)) if bucket > 0 else m.pad_multiple
-        self.config_hash = model_hash(cfg)
-        graphdef, state = nnx.split(codec)
-        self._state = state
-        self._encode = jax.jit(lambda s, w: nnx.merge(graphdef, s).encode(w))
-        self._decode = jax.jit(lambda s, c: nnx.merge(graphdef, s).decode(c))
 
     @classmethod
-    def from_run(cls, run_dir: str | Path | None = None, *, step: int | str | None = None,
-                 **kwargs) -> SnacTokenizer:
-        """The model of a run directory (default: the newest under ``runs/``) at ``step``."""
-        run_dir = find_run(run_dir)
-        step = Checkpointer(run_dir, read_only=True).resolve_step(step)
-        codec, d = load_model(run_dir, lambda d: SNAC(config_from_dict(SnacConfig, d).model,
-                                                      rngs=nnx.Rngs(0)), step=step)
-        cfg = config_from_dict(SnacConfig, d)
-        kwargs.setdefault("loudness_dbfs", cfg.data.loudness_dbfs)
-        log.info("SNAC from %s step %d (config %s)", run_dir, step, model_hash(cfg))
-        return cls(codec, cfg, step=step, run_dir=run_dir, **kwargs)
+    def build_model(cls, cfg: SnacConfig) -> SNAC:
+        return SNAC(cfg.model, rngs=nnx.Rngs(0))
 
-    def _groups(self, lengths: Sequence[int]) -> list[list[int]]:
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.model.sampling_rate
+
+    @staticmethod
+    def _model_encode(model: SNAC, wav):
+        return model.encode(wav)
+
+    @staticmethod
+    def _model_decode(model: SNAC, codes):
+        return model.decode(codes)
+
+    def _token_fields(self) -> dict[str, Any]:
+        m = self.cfg.model
+        return {"strides": m.vq_strides, "codebook_size": m.codebook_size}
+
+    def _check_layout(self, tokens: SnacTokenFile, name: str) -> None:
+        strides = self.cfg.model.vq_strides
+        if tuple(tokens.strides) != strides:
+            raise TokenFileError(f"{name}: strides {tokens.strides}, the model has {strides}")
+
+    def _code_streams(self, tokens: SnacTokenFile) -> list[tuple[str, np.ndarray, int]]:
+        size = self.cfg.model.codebook_size
+        return [(f"level {lvl}", c, size) for lvl, c in enumerate(tokens.codes)]
+
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Indices with equal padded lengths, ``batch_size`` at a time."""
         by_len: dict[int, list[int]] = {}
         for i, n in enumerate(lengths):
-            by_len.setdefault(-(-n // self.multiple) * self.multiple, []).append(i)
+            by_len.setdefault(round_up(n, self.multiple), []).append(i)
         return [idx[j:j + self.batch_size] for _, idx in sorted(by_len.items())
                 for j in range(0, len(idx), self.batch_size)]
 
-    def _fill(self, rows: list) -> list:
-        return rows + [rows[0]] * (self.batch_size - len(rows))
+    def _encode_length(self, wav: np.ndarray) -> int:
+        return wav.size
 
-    def encode(self, wavs: Sequence[np.ndarray], *,
-               progress: Callable[[int], None] | None = None) -> list[SnacTokenFile]:
-        """Mono float waveforms ``[N_i]`` at the model's rate -> token files."""
-        m = self.cfg.model
-        prepared, gains = [], []
-        for w in wavs:
-            w = np.asarray(w, np.float32)
-            if w.ndim != 1 or w.size == 0:
-                raise ValueError(f"expected a non-empty mono waveform [N], got {w.shape}")
-            w, g = normalize_with_gain(w, self.loudness_dbfs)
-            prepared.append(w)
-            gains.append(g)
-        out: list[list[np.ndarray] | None] = [None] * len(wavs)
-        for idx in self._groups([w.size for w in prepared]):
-            n = -(-prepared[idx[0]].size // self.multiple) * self.multiple
-            batch = np.stack([np.pad(w, (0, n - w.size)) for w in
-                              self._fill([prepared[i] for i in idx])])[..., None]
-            codes = [np.asarray(c) for c in self._encode(self._state, batch)]
-            for j, i in enumerate(idx):
-                keep = m.code_lengths(prepared[i].size)
-                out[i] = [c[j, :k] for c, k in zip(codes, keep, strict=True)]
-            if progress is not None:
-                progress(len(idx))
-        return [SnacTokenFile(codes=c, strides=m.vq_strides, codebook_size=m.codebook_size,
-                              sample_rate=m.sampling_rate, num_samples=int(w.size),
-                              config_hash=self.config_hash, step=self.step, gain_db=g)
-                for c, w, g in zip(out, prepared, gains, strict=True)]
+    def _encode_rows(self, rows: list[np.ndarray]) -> list[list[np.ndarray]]:
+        """Waveforms ``[N_i]`` of one padded length -> ``[codes_l [T_l]]`` each."""
+        n = round_up(rows[0].size, self.multiple)
+        batch = np.stack([np.pad(w, (0, n - w.size)) for w in self._fill(rows)])[..., None]
+        codes = [np.asarray(c) for c in self._encode(self._state, batch)]
+        return [[c[j, :k] for c, k in zip(codes, self.cfg.model.code_lengths(w.size),
+                                           strict=True)]
+                for j, w in enumerate(rows)]
 
-    def check(self, tokens: SnacTokenFile, name: str = "tokens") -> None:
-        """Raise ``TokenFileError`` unless ``tokens`` fit this model."""
-        m = self.cfg.model
-        if tokens.config_hash != self.config_hash:
-            raise TokenFileError(f"{name}: encoded by a SNAC with config {tokens.config_hash}, "
-                                 f"this one ({self.run_dir}) has {self.config_hash}")
-        if tuple(tokens.strides) != m.vq_strides:
-            raise TokenFileError(f"{name}: strides {tokens.strides}, the model has "
-                                 f"{m.vq_strides}")
-        for lvl, c in enumerate(tokens.codes):
-            if c.size and (c.min() < 0 or c.max() >= m.codebook_size):
-                raise TokenFileError(f"{name}: level {lvl} has codes outside "
-                                     f"[0, {m.codebook_size})")
+    def _decode_length(self, tokens: SnacTokenFile) -> int:
+        return tokens.num_samples
 
-    def decode(self, tokens: Sequence[SnacTokenFile], *, names: Sequence[str] | None = None,
-               progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
-        """Token files -> mono float32 waveforms ``[num_samples]`` at their input level."""
-        m = self.cfg.model
-        for i, t in enumerate(tokens):
-            self.check(t, names[i] if names else f"tokens[{i}]")
-        out: list[np.ndarray | None] = [None] * len(tokens)
-        for idx in self._groups([t.num_samples for t in tokens]):
-            lengths = m.code_lengths(
-                -(-tokens[idx[0]].num_samples // self.multiple) * self.multiple)
-            batch = [np.stack([np.pad(t.codes[lvl], (0, lengths[lvl] - t.codes[lvl].size))
-                               for t in self._fill([tokens[i] for i in idx])])
-                     for lvl in range(len(lengths))]
-            wav = np.asarray(self._decode(self._state, batch))[..., 0]
-            for j, i in enumerate(idx):
-                gain = np.float32(10 ** (-tokens[i].gain_db / 20))
-                out[i] = (wav[j, :tokens[i].num_samples] * gain).astype(np.float32)
-            if progress is not None:
-                progress(len(idx))
-        return out
-
+    def _decode_rows(self, rows: list[SnacTokenFile]) -> list[np.ndarray]:
+        """Token files of one padded length -> waveforms ``[padded length]``."""
+        lengths = self.cfg.model.code_lengths(round_up(rows[0].num_samples, self.multiple))
+        batch = [np.stack([np.pad(t.codes[lvl], (0, lengths[lvl] - t.codes[lvl].size))
+                           for t in self._fill(rows)])
+                 for lvl in range(len(lengths))]
+        wav = np.asarray(self._decode(self._state, batch))[..., 0]
+        return [wav[j] for j in range(len(rows))]

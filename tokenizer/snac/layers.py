@@ -24,7 +24,7 @@ from common.nn.conv import Conv, ConvTranspose
 from common.nn.linear import Linear
 from common.nn.norms import LayerNorm
 from common.nn.positional import RoPEConfig, apply_rope
-from tokenizer.alpha.components.blocks import ResidualUnit
+from tokenizer.codec.residual import ResidualUnit
 
 DILATIONS = (1, 3, 9)
 HEAD_DIM = 64

@@ -27,14 +27,15 @@ from tqdm import tqdm
 
 from common.data.bad_input import Skipped, SkipStats, decode_record
 from common.data.sources import SourceConfig, open_source
-from tokenizer.alpha.inference import add_run_args, setup_cli_logging
-from tokenizer.cli import (
+from tokenizer.codec.cli import (
     AUDIO_SUFFIXES,
     CLI_ERRORS,
+    add_run_args,
     encode_loaded,
     list_inputs,
     read_all,
     read_audio,
+    setup_cli_logging,
 )
 from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
 from tokenizer.snac.token_stats import BPE_CHECKPOINTS, TokenReport, analyze, recommendation

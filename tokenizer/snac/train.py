@@ -29,9 +29,8 @@ from flax import nnx
 from common.config import parse_config
 from common.train.loop import TrainResult, enable_compilation_cache, train
 from common.train.mesh import maybe_initialize_distributed
-from tokenizer.alpha.data import first_batch
-from tokenizer.alpha.inference import setup_cli_logging
-from tokenizer.alpha.training import log_reconstructions, summarize
+from tokenizer.codec.cli import setup_cli_logging
+from tokenizer.codec.train_logging import first_batch, log_reconstructions, summarize
 from tokenizer.snac.train_config import PRESETS, SnacConfig
 from tokenizer.snac.training import build_program, initial_weights, make_data, resolve_data
 

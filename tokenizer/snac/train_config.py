@@ -2,7 +2,7 @@
 
 ``SnacConfig`` nests the model (``model``: ``tokenizer.snac.config.SnacModelConfig``),
 where its weights start (``init_from``), what stays frozen, the segment-length
-curriculum, the losses, the optional GAN (the alpha codec's discriminators), the data
+curriculum, the losses, the optional GAN (the shared codec discriminators), the data
 and the loop (``common.train.loop.TrainConfig``). Every field is a flag by its dotted
 name (``--curriculum.seconds 1 2 4``).
 
@@ -23,8 +23,8 @@ from common.train.gan import GANConfig
 from common.train.logging import LoggingConfig
 from common.train.loop import TrainConfig
 from common.train.optim import OptimizerConfig
-from tokenizer.alpha.components.discriminators import DiscriminatorConfig
-from tokenizer.alpha.config import dac_adamw
+from tokenizer.codec.discriminators import DiscriminatorConfig
+from tokenizer.codec.optim import dac_adamw
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
 
 Part = Literal["encoder", "quantizer", "decoder"]
@@ -105,14 +105,12 @@ class SnacConfig:
       freeze: parts that get no updates ("encoder", "quantizer", "decoder"); with the
         encoder and quantizer frozen no gradient is computed through them
         (decoder-only fine-tuning).
-      noise: drive the decoder's noise blocks while training (as the original).
-      adversarial: add the GAN losses of the alpha discriminators (MPD, MSD, STFT).
+      adversarial: add the GAN losses of the shared discriminators (MPD, MSD, STFT).
     """
 
     model: SnacModelConfig = dataclasses.field(default_factory=SnacModelConfig)
     init_from: str = ""
     freeze: tuple[Part, ...] = ()
-    noise: bool = True
     curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
     loss: SnacLossConfig = dataclasses.field(default_factory=SnacLossConfig)
     adversarial: bool = False

@@ -72,7 +72,8 @@ def codec_loss(codec: SNAC, batch: Mapping[str, jax.Array], key: jax.Array | Non
     else:
         z = codec.encoder(codec.pad(wav))
         quant = codec.quantizer(z)
-    noise_key = key if cfg.noise and cfg.model.noise else None
+    # Noise blocks (``model.noise``) are driven in training, as the original always does.
+    noise_key = key if cfg.model.noise else None
     recon = codec.decoder(quant.z_q, noise_key)[:, :n].astype(jnp.float32)
     loss, metrics = reconstruction_loss(recon, wav, lengths, cfg)
     if not cfg.decoder_only:
@@ -116,7 +117,8 @@ def freeze_patterns(cfg: SnacConfig) -> tuple[str, ...]:
 
 def build_program(cfg: SnacConfig, weights: nnx.State | None = None) -> Program:
     """The training ``Program``: the codec alone (L1 + STFT + quantizer losses), or with
-    ``cfg.adversarial`` the GAN of ``common.train.gan`` with the alpha discriminators."""
+    ``cfg.adversarial`` the GAN of ``common.train.gan`` with the shared discriminators
+    (``tokenizer.codec.discriminators``)."""
 
     def build(rngs: nnx.Rngs) -> SNAC:
         codec = SNAC(cfg.model, rngs=rngs)
@@ -133,7 +135,7 @@ def build_program(cfg: SnacConfig, weights: nnx.State | None = None) -> Program:
 
         return supervised_program(build, loss_fn, make_optimizer(optim), seed=cfg.train.seed,
                                   grad_accum=cfg.train.grad_accum)
-    from tokenizer.alpha.components.discriminators import Discriminator
+    from tokenizer.codec.discriminators import Discriminator
 
     def gen_fn(codec, batch, key):
         recon, loss, metrics = codec_loss(codec, batch, key, cfg)
@@ -142,7 +144,7 @@ def build_program(cfg: SnacConfig, weights: nnx.State | None = None) -> Program:
     return gan_program(build, lambda rngs: Discriminator(cfg.disc, rngs=rngs), gen_fn,
                        lambda disc, wav: disc(wav), make_optimizer(optim),
                        make_optimizer(resolve_optim(cfg.train, cfg.disc_optim)), cfg.gan,
-                       seed=cfg.train.seed)
+                       seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
 
 
 # ---------------------------------------------------------------------- data

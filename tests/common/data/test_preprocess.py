@@ -17,14 +17,8 @@ import soundfile as sf
 from common.audio.mel import log_mel_spectrogram
 from common.data import shards
 from common.data.bad_input import BadInputConfig, BadInputError, decode_record
-from common.data.features import (
-    F0,
-    ExtractorError,
-    LogMel,
-    build_extractors,
-    register_extractor,
-    yin,
-)
+from common.data.extractors import F0, LogMel, yin
+from common.data.features import ExtractorError, build_extractors, register_extractor
 from common.data.preprocess import finalize, main, preprocess, worker_slot
 from common.data.records import make_record
 from common.data.shards import ShardError, ShardSource
@@ -354,7 +348,7 @@ def test_cli_end_to_end_with_a_crash(tmp_path, capsys):
            "--source.kind", "ljspeech", "--source.path", str(root), "--extractors", "logmel",
            "f0", "text", "tests.common.data.test_preprocess:energy", "--extractor-arg",
            "logmel.n_mels=40", "--extractor-arg", "energy.scale=2", "--shard-size", "2",
-           "--no-progress"]
+           "--sample-rate", "22050", "--no-progress"]
     env = {**os.environ, "TRC_TEST_CRASH_AFTER": "1", "PYTHONPATH": str(REPO)}
     crashed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
                              timeout=120)

@@ -19,7 +19,8 @@ from common.config import config_from_dict, config_to_dict, parse_config
 from common.data import hf, layouts
 from common.data.bad_input import BadInputConfig, BadInputError, decode_record
 from common.data.records import FIELDS, DataError, make_record
-from common.data.sources import RecordSource, SourceConfig, hash_split, open_source
+from common.data.source_base import RecordSource
+from common.data.sources import SourceConfig, hash_split, open_source
 
 SR = 16000
 STRICT = BadInputConfig(mode="strict")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import struct
-import zlib
 
 import jax
 import jax.numpy as jnp
@@ -12,15 +10,7 @@ import numpy as np
 import pytest
 
 import common.train.logging as tl
-from common.train.logging import (
-    LoggingConfig,
-    RunLogger,
-    apply_colormap,
-    encode_png,
-    render_spectrogram,
-    resolve_wandb_mode,
-    to_uint8_image,
-)
+from common.train.logging import LoggingConfig, RunLogger, resolve_wandb_mode
 
 
 class FakeClock:
@@ -85,7 +75,7 @@ def test_offline_run_logs_everything(tmp_path, offline, caplog):
     assert len(runs) == 1 and logger.run_id in runs[0]
     media = [f.split("/files/media/")[1] for f in files if "/files/media/" in f]
     assert sum(f.startswith("audio/") and f.endswith(".wav") for f in media) == 2, media
-    # Images are HTML-embedded PNGs without pillow, wandb.Image files with it.
+    # Images and spectrograms are wandb.Image files named after their key.
     for name in ("image/grey", "image/rgb", "spec/mel", "text/sample"):
         assert any(name in f for f in media), (name, media)
     lines = [r.getMessage() for r in caplog.records]
@@ -210,42 +200,3 @@ def test_config_validation():
     assert logger.should_log(20) and not logger.should_log(21)
     assert logger.should_log_media(200) and not logger.should_log_media(20)
     assert not RunLogger(LoggingConfig(), "unused", {}, 1).should_log_media(0)
-
-
-def test_render_spectrogram_orientation():
-    frames, bins = 7, 5
-    spec = np.zeros((frames, bins))
-    spec[:, 0] = 1.0  # energy only in the lowest bin
-    img = render_spectrogram(spec)
-    assert img.dtype == np.uint8 and img.shape == (bins, frames, 3)
-    top, bottom = apply_colormap(0.0), apply_colormap(1.0)
-    assert (img[-1] == bottom).all() and (img[:-1] == top).all()
-    # Time runs left to right.
-    spec = np.zeros((frames, bins))
-    spec[0] = 1.0
-    img = render_spectrogram(spec)
-    assert (img[:, 0] == bottom).all() and (img[:, 1:] == top).all()
-    # Constant and non-finite inputs still render.
-    assert render_spectrogram(np.full((3, 2), np.nan)).shape == (2, 3, 3)
-
-
-def test_colormap_and_images():
-    cmap = apply_colormap(np.linspace(0, 1, 9))
-    assert cmap.shape == (9, 3) and cmap.dtype == np.uint8
-    assert tuple(cmap[0]) == (68, 1, 84) and tuple(cmap[-1]) == (253, 231, 37)
-    lum = cmap.astype(float) @ [0.299, 0.587, 0.114]
-    assert np.all(np.diff(lum) > 0)  # perceptually ordered: dark to bright
-    assert to_uint8_image(np.array([[0.0, 2.0]])).tolist() == [[0, 255]]
-    assert to_uint8_image(np.ones((2, 2, 1), bool)).tolist() == [[255, 255], [255, 255]]
-    with pytest.raises(ValueError, match="HxW"):
-        to_uint8_image(np.zeros((2, 2, 2)))
-    img = np.random.default_rng(0).integers(0, 256, (3, 4, 3), dtype=np.uint8)
-    png = encode_png(img)
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png.endswith(b"IEND\xaeB`\x82")
-    # Decode by hand: IHDR size, then filter byte 0 + RGB rows in the IDAT.
-    w, h = struct.unpack(">II", png[16:24])
-    idat = png.index(b"IDAT")
-    (n,) = struct.unpack(">I", png[idat - 4:idat])
-    rows = np.frombuffer(zlib.decompress(png[idat + 4:idat + 4 + n]), np.uint8).reshape(h, -1)
-    assert (w, h) == (4, 3) and (rows[:, 0] == 0).all()
-    assert (rows[:, 1:].reshape(img.shape) == img).all()

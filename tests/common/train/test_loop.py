@@ -11,9 +11,10 @@ from flax import nnx
 
 from common.train.checkpoint import CheckpointConfig, Checkpointer, CheckpointError, load_model
 from common.train.logging import LoggingConfig
-from common.train.loop import NonFiniteError, TrainConfig, train
+from common.train.loop import NonFiniteError, TrainConfig, resolve_optim, train
 from common.train.mesh import MeshConfig, make_mesh, state_shardings
-from common.train.optim import OptimizerConfig
+from common.train.optim import OptimizerConfig, make_optimizer
+from common.train.program import supervised_program
 from common.train.runs import RunKindError, read_run_info
 from tests.common.train.toy import Toy, ToyConfig, ToyIterator, toy_loss
 
@@ -31,7 +32,10 @@ def _cfg(tmp_path, **kw) -> TrainConfig:
 
 
 def _train(cfg: TrainConfig, data=None, kind="tests.toy", **kw):
-    return train(cfg, kind=kind, build_model=lambda rngs: Toy(TOY, rngs=rngs), loss_fn=toy_loss,
+    program = supervised_program(lambda rngs: Toy(TOY, rngs=rngs), toy_loss,
+                                 make_optimizer(resolve_optim(cfg)), seed=cfg.seed,
+                                 grad_accum=cfg.grad_accum)
+    return train(cfg, kind=kind, program=program,
                  train_data=data if data is not None else ToyIterator(seed=1, batch=8),
                  config={"model": dataclasses.asdict(TOY)}, **kw)
 
@@ -146,3 +150,12 @@ def test_toy_run_with_offline_wandb_and_progress_bar(tmp_path, monkeypatch, capl
     assert (result.run_dir / "checkpoints" / "4").is_dir()
     # Without a TTY the progress bar becomes one console line per log step.
     assert "step 4/4" in caplog.text and "steps/s" in caplog.text
+
+
+def test_grad_accum_the_program_was_not_built_for_fails(tmp_path):
+    # A program built for one micro-batch must not silently run a grad_accum=2 config.
+    program = supervised_program(lambda rngs: Toy(TOY, rngs=rngs), toy_loss,
+                                 make_optimizer(_cfg(tmp_path).optim))
+    with pytest.raises(ValueError, match=r"train\.grad_accum is 2"):
+        train(_cfg(tmp_path, grad_accum=2), program=program,
+              train_data=ToyIterator(seed=1, batch=8))

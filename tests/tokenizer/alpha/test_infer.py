@@ -14,8 +14,9 @@ from common.audio.io import AudioLoadError, load_audio, save_audio
 from tests.helpers import assert_close
 from tests.tokenizer.alpha.test_model import micro
 from tokenizer.alpha.infer import main
-from tokenizer.alpha.inference import AlphaTokenizer, TokenFile, TokenFileError, model_hash
+from tokenizer.alpha.inference import AlphaTokenizer, TokenFile, model_hash
 from tokenizer.alpha.model import AlphaCodec
+from tokenizer.codec.token_io import TokenFileError
 
 pytestmark = pytest.mark.xdist_group("alpha_run")
 

@@ -9,7 +9,6 @@ from flax import nnx
 
 from common.losses.adversarial import lsgan_d_loss, lsgan_g_loss
 from tests.helpers import assert_close, assert_params_have_axes
-from tokenizer.alpha.components.discriminators import DiscriminatorConfig
 from tokenizer.alpha.components.encoder import ConvStackConfig
 from tokenizer.alpha.config import PRESETS, AlphaConfig, LossConfig, QuantizerConfig
 from tokenizer.alpha.losses.discriminator_loss import discriminator_loss
@@ -18,8 +17,9 @@ from tokenizer.alpha.losses.generator_loss import (
     generator_loss,
     quantizer_loss,
 )
-from tokenizer.alpha.mask_utils import lengths_to_valid
 from tokenizer.alpha.model import AlphaCodec, bitrate, code_streams
+from tokenizer.codec.discriminators import DiscriminatorConfig
+from tokenizer.codec.masks import lengths_to_valid
 
 SR = 8000
 

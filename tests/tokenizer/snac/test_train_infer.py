@@ -19,14 +19,13 @@ from common.data.corpus import build_corpus
 from common.train.runs import read_run_info
 from tests.conftest import TEST_XLA_FLAGS
 from tests.tokenizer.alpha.conftest import CORPUS, ROOT
-from tokenizer.alpha.inference import TokenFileError
+from tokenizer.codec.token_io import TokenFileError, normalize_with_gain
 from tokenizer.snac import convert, infer
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
 from tokenizer.snac.convert import to_state_dict
 from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
 from tokenizer.snac.model import SNAC
 from tokenizer.snac.train_config import CurriculumConfig
-from tokenizer.token_io import normalize_with_gain
 
 # The tests of the trained run share it on one worker; the others spread over the rest.
 on_the_run = pytest.mark.xdist_group("snac_run")

@@ -1,9 +1,7 @@
-"""Convolutional building blocks of the alpha codec (DAC-style, channels last).
-
-``ResidualUnit``: Snake -> dilated conv (kernel 7) -> Snake -> 1x1 conv, plus the input.
-Dilations 1, 3, 9 in sequence give a receptive field of 55 samples per block at its rate.
+"""The alpha codec's down and up blocks (DAC-style, channels last): the shared
+``tokenizer.codec.residual.ResidualUnit`` around a strided or transposed conv.
 Every block takes the valid mask of its rate and zeros padded frames on the way out
-(``mask_utils``), so padding never leaks into valid frames.
+(``tokenizer.codec.masks``), so padding never leaks into valid frames.
 
 In causal mode every block also streams: ``init_stream(batch)`` gives the state before
 the first chunk (the convs' left contexts and transposed-conv tails) and
@@ -17,43 +15,9 @@ import jax
 from flax import nnx
 
 from common.nn.activations import Snake
-from common.nn.conv import Conv, ConvTranspose
-from tokenizer.alpha.mask_utils import apply_mask
-
-
-def _conv(cin: int, cout: int, k: int, *, causal: bool, weight_norm: bool, rngs: nnx.Rngs,
-          **kw) -> Conv:
-    return Conv(cin, cout, k, padding="causal" if causal else "same",
-                weight_norm=weight_norm, rngs=rngs, **kw)
-
-
-class ResidualUnit(nnx.Module):
-    """``x [B, T, C] -> [B, T, C]``. ``groups`` splits the dilated conv (``groups=C``:
-    depthwise, as in SNAC); the 1x1 conv always mixes all channels."""
-
-    def __init__(self, channels: int, dilation: int, *, kernel_size: int = 7,
-                 groups: int = 1, causal: bool = False, weight_norm: bool = True,
-                 kernel_init=None, dtype=None, rngs: nnx.Rngs):
-        kw = {} if kernel_init is None else {"kernel_init": kernel_init}
-        self.act1 = Snake(channels, dtype=dtype, rngs=rngs)
-        self.conv1 = _conv(channels, channels, kernel_size, dilation=dilation, groups=groups,
-                           causal=causal, weight_norm=weight_norm, dtype=dtype, rngs=rngs,
-                           **kw)
-        self.act2 = Snake(channels, dtype=dtype, rngs=rngs)
-        self.conv2 = _conv(channels, channels, 1, causal=causal, weight_norm=weight_norm,
-                           dtype=dtype, rngs=rngs, **kw)
-
-    def __call__(self, x: jax.Array, valid: jax.Array | None = None) -> jax.Array:
-        y = self.conv2(self.act2(self.conv1(self.act1(x))))
-        return apply_mask(x + y, valid)
-
-    def init_stream(self, batch: int) -> dict:
-        return {"conv1": self.conv1.init_stream(batch), "conv2": self.conv2.init_stream(batch)}
-
-    def stream(self, x: jax.Array, state: dict) -> tuple[jax.Array, dict]:
-        h, s1 = self.conv1.stream(self.act1(x), state["conv1"])
-        y, s2 = self.conv2.stream(self.act2(h), state["conv2"])
-        return x + y, {"conv1": s1, "conv2": s2}
+from common.nn.conv import ConvTranspose
+from tokenizer.codec.masks import apply_mask
+from tokenizer.codec.residual import ResidualUnit, padded_conv
 
 
 def _units_init(units, batch: int) -> list:
@@ -78,8 +42,8 @@ class DownBlock(nnx.Module):
         self.units = nnx.List([ResidualUnit(cin, d, causal=causal, weight_norm=weight_norm,
                                             dtype=dtype, rngs=rngs) for d in dilations])
         self.act = Snake(cin, dtype=dtype, rngs=rngs)
-        self.down = _conv(cin, cout, 2 * stride, stride=stride, causal=causal,
-                          weight_norm=weight_norm, dtype=dtype, rngs=rngs)
+        self.down = padded_conv(cin, cout, 2 * stride, stride=stride, causal=causal,
+                                weight_norm=weight_norm, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, valid: jax.Array | None,
                  valid_out: jax.Array | None) -> jax.Array:

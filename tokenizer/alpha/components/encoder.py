@@ -30,7 +30,7 @@ from common.nn.attention import KVCache
 from common.nn.conv import Conv
 from common.nn.transformer import TransformerConfig, TransformerStack
 from tokenizer.alpha.components.blocks import DownBlock, UpBlock
-from tokenizer.alpha.mask_utils import apply_mask, frame_valids, positions_from_valid
+from tokenizer.codec.masks import apply_mask, frame_valids, positions_from_valid
 
 
 @dataclasses.dataclass(frozen=True)

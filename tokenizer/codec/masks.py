@@ -1,4 +1,4 @@
-"""Valid masks at every frame rate of the codec, for left-padded batches.
+"""Valid masks at every frame rate of a conv codec, for left-padded batches.
 
 A batch of waveforms ``[B, N, 1]`` is left-padded: each utterance's samples are the last
 ``length`` of the N, and ``valid [B, N]`` is True on them. Every strided layer divides

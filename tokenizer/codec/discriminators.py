@@ -1,5 +1,6 @@
-"""The codec's discriminators: multi-period (HiFi-GAN MPD), multi-scale (HiFi-GAN MSD)
-and multi-resolution complex-STFT (DAC's MRD, band-split).
+"""The discriminators every codec's GAN uses (alpha's, SNAC's optional one): multi-period
+(HiFi-GAN MPD), multi-scale (HiFi-GAN MSD) and multi-resolution complex-STFT (DAC's MRD,
+band-split).
 
 Every sub-discriminator maps a waveform ``[B, N, 1]`` to ``(logits, features)``: logits
 an array of any shape (one score per patch), features the list of its intermediate

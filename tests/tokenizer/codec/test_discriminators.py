@@ -8,7 +8,7 @@ from flax import nnx
 
 from common.audio.stft import stft
 from tests.helpers import assert_close, assert_params_have_axes
-from tokenizer.alpha.components.discriminators import (
+from tokenizer.codec.discriminators import (
     Discriminator,
     DiscriminatorConfig,
     PeriodDiscriminator,

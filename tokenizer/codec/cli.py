@@ -1,10 +1,10 @@
-"""The command-line plumbing both codecs' ``infer`` (and SNAC's ``tokens``) share: input
-files or folders, reading them with skip counts, encode / decode / roundtrip over a
-tokenizer, the common flags and the closing message.
+"""The command-line plumbing the codecs' commands share: ``--run`` / ``--step`` and the
+logging setup of every ``infer`` / ``eval`` / ``train``; for ``infer`` (and SNAC's
+``tokens``) input files or folders, reading them with skip counts, encode / decode /
+roundtrip over a tokenizer, the common flags and the closing message.
 
-A tokenizer here has ``encode(wavs, progress=, **kw) -> [token file]`` (each with a
-``source`` and ``save(path)``), ``decode(tokens, names=, progress=, **kw) -> [wav]``,
-``run_dir`` and ``step``.
+A tokenizer here is a ``tokenizer.codec.tokenizer.CodecTokenizer``: ``encode``,
+``decode``, ``sample_rate``, ``token_file_type`` (its ``load``), ``run_dir`` and ``step``.
 """
 
 from __future__ import annotations
@@ -19,14 +19,32 @@ from tqdm import tqdm
 
 from common.audio.io import AudioLoadError, load_audio, save_audio
 from common.train.checkpoint import CheckpointError
-from tokenizer.alpha.inference import add_run_args
-from tokenizer.token_io import TokenFileError
+from tokenizer.codec.token_io import TokenFileError
 
-log = logging.getLogger("tokenizer.cli")
+log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 # What a command reports as "error: ..." instead of a traceback.
 CLI_ERRORS = (AudioLoadError, TokenFileError, CheckpointError, FileNotFoundError, ValueError)
+
+
+def checkpoint_step(text: str) -> int | str:
+    """``--step`` values: an int, ``latest`` or ``best``."""
+    return text if text in ("latest", "best") else int(text)
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """``--run`` and ``--step``, as the infer and eval commands take them."""
+    p.add_argument("--run", default=None, help="run directory (default: newest under runs/)")
+    p.add_argument("--step", default=None, type=checkpoint_step,
+                   help="checkpoint step, 'latest' (default) or 'best'")
+
+
+def setup_cli_logging() -> None:
+    """INFO logs with timestamps for the codec commands; orbax's per-call chatter off."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+    logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def list_inputs(path: Path, suffixes: Sequence[str]) -> list[tuple[Path, Path]]:
@@ -71,15 +89,14 @@ def encode_loaded(tok, loaded, **kw) -> list:
     return tokens
 
 
-def codec_command(args: argparse.Namespace, tok, load_tokens: Callable[[Path], Any],
-                  sample_rate: int, **kw) -> dict:
+def codec_command(args: argparse.Namespace, tok, **kw) -> dict:
     """``args.command`` (encode / decode / roundtrip) from ``args.input`` to
-    ``args.output`` (mirroring a folder's layout); ``kw`` go to encode and decode.
-    Returns ``{written, skipped, run_dir, step}``."""
-    out_root, src = Path(args.output), Path(args.input)
+    ``args.output`` (mirroring a folder's layout) at the tokenizer's ``sample_rate``;
+    ``kw`` go to encode and decode. Returns ``{written, skipped, run_dir, step}``."""
+    out_root, src, sample_rate = Path(args.output), Path(args.input), tok.sample_rate
     if args.command == "decode":
-        loaded, skipped = read_all(list_inputs(src, (".npz",)), load_tokens, args.strict,
-                                   "token files")
+        loaded, skipped = read_all(list_inputs(src, (".npz",)), tok.token_file_type.load,
+                                   args.strict, "token files")
         tokens = [t for _, _, t in loaded]
     else:
         loaded, skipped = read_audio(list_inputs(src, AUDIO_SUFFIXES), sample_rate,

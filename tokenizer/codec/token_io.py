@@ -1,15 +1,17 @@
-"""What both codecs' token files and tokenizers share: the ``.npz`` container with its
-JSON metadata and format version, the config digest that ties tokens to a model, and the
+"""What every codec's token files and tokenizers share: the ``.npz`` container with its
+JSON metadata and format version, the token-file base (``CodecTokenFile``: the fields
+decoding needs, save and load), the config digest that ties tokens to a model, and the
 loudness normalisation whose gain a token file records so decoding can undo it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -67,3 +69,56 @@ def load_npz(path: str | Path, kind: str, version: int
     if not isinstance(meta, dict) or meta.pop("format_version", None) != version:
         raise TokenFileError(f"{path}: token file format is not version {version}")
     return arrays, meta
+
+
+@dataclasses.dataclass(kw_only=True)
+class CodecTokenFile:
+    """One waveform's tokens and what decoding them needs; a codec's subclass adds the
+    code layout (``codes`` and its metadata fields, all JSON-able: tuples are stored as
+    lists and read back as tuples) and how ``codes`` maps to ``.npz`` arrays.
+
+    Attributes:
+      codes: the codes, laid out as the codec says.
+      sample_rate: the waveform's rate; ``num_samples`` its length before padding.
+      config_hash: the encoding codec's ``model_hash`` (decoding checks it).
+      step: the checkpoint step that encoded it.
+      gain_db: the loudness gain applied before encoding (decoding undoes it).
+      source: the input file, when there was one.
+    """
+
+    kind: ClassVar[str] = "a token file"  # what the file should be, for messages
+    format_version: ClassVar[int] = 1
+
+    codes: Any
+    sample_rate: int
+    num_samples: int
+    config_hash: str
+    step: int
+    gain_db: float = 0.0
+    source: str = ""
+
+    def code_arrays(self) -> dict[str, np.ndarray]:
+        """``codes`` as the named int32 arrays of the ``.npz``."""
+        raise NotImplementedError
+
+    @classmethod
+    def codes_from_arrays(cls, path: str | Path, arrays: Mapping[str, np.ndarray],
+                          meta: Mapping[str, Any]) -> Any:
+        """``codes`` back from the ``.npz`` arrays, checked (``TokenFileError``)."""
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        meta = {k: v for k, v in dataclasses.asdict(self).items() if k != "codes"}
+        return save_npz(path, self.code_arrays(), meta, self.format_version)
+
+    @classmethod
+    def load(cls, path: str | Path):
+        """A saved token file; an unreadable, foreign or malformed one raises
+        ``TokenFileError`` naming it."""
+        arrays, meta = load_npz(path, cls.kind, cls.format_version)
+        codes = cls.codes_from_arrays(path, arrays, meta)
+        try:
+            return cls(codes=codes, **{k: tuple(v) if isinstance(v, list) else v
+                                       for k, v in meta.items()})
+        except TypeError as e:
+            raise TokenFileError(f"{path}: bad metadata ({e})") from e
