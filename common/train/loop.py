@@ -166,8 +166,6 @@ def train(
     logger)`` runs on log steps, e.g. to log audio.
     """
     run_dir = resolve_run_dir(cfg, kind)
-    # Before any compiling: resuming another kind's run fails here, with a clear message.
-    start_run(run_dir, kind, source=init_from, config=config, write=jax.process_index() == 0)
     if dataclasses.is_dataclass(config):
         log.info("config:\n%s", format_config(config))
         config_dict = config_to_dict(config)
@@ -177,6 +175,8 @@ def train(
         raise ValueError(
             f"train.grad_accum is {cfg.grad_accum} but the program was built for "
             f"{program.grad_accum} micro-batches: pass grad_accum=cfg.grad_accum to its builder")
+    # Before any compiling: resuming another kind's run fails here, with a clear message.
+    start_run(run_dir, kind, source=init_from, config=config, write=jax.process_index() == 0)
     mesh = make_mesh(cfg.mesh)
     abstract = jax.eval_shape(program.init)
     shardings = state_shardings(abstract, mesh)

@@ -157,5 +157,6 @@ def test_grad_accum_the_program_was_not_built_for_fails(tmp_path):
     program = supervised_program(lambda rngs: Toy(TOY, rngs=rngs), toy_loss,
                                  make_optimizer(_cfg(tmp_path).optim))
     with pytest.raises(ValueError, match=r"train\.grad_accum is 2"):
-        train(_cfg(tmp_path, grad_accum=2), program=program,
+        train(_cfg(tmp_path, grad_accum=2), kind="tests.toy", program=program,
               train_data=ToyIterator(seed=1, batch=8))
+    assert not (tmp_path / "run").exists()  # a refused start leaves no run behind
