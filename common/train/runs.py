@@ -14,6 +14,10 @@ scratch, or starting from ``source``, e.g. ``--init-from``), "converted" from a
 published checkpoint (``source``), or "random". Runs written before ``run.json``
 existed get their kind guessed from ``config.json``'s top-level keys, else "unknown".
 
+A command that loads a run calls ``pick_run(run, kind, command)``: the given run, checked
+to be of ``kind`` (``require_kind``), or the newest of ``kind`` (``latest_run``); both fail
+with a message that says what to do.
+
 This module reads and writes plain files only (no jax, no orbax), so listing runs and
 checking a run's kind cost nothing before a command parses its flags.
 """
