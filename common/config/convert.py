@@ -1,31 +1,26 @@
 """Plain mappings (YAML, JSON, command-line strings) to typed dataclasses and back.
 
-dacite builds the dataclasses and checks every value against its annotation. The glue
-here adds what dacite leaves to its user: dotted keys (``{"model.dim": 8}``) and tyro's
-hyphenated spellings, type hooks for the conversions configs rely on (lists -> tuples,
-YAML's ``"1e-3"`` -> float, enums by name or value, numpy dtypes, paths, command-line
-strings), and ``ConfigError`` messages that name the dotted field and, for Literal and
-Enum fields, the allowed values. Hooks raise dacite's field errors so that dacite
-prefixes the field path as an error bubbles up through nested dataclasses.
+dacite builds the dataclasses and checks each value against its annotation, with the field's
+path. The glue adds dotted and hyphenated keys, a few conversions (lists -> tuples, YAML's
+``"1e-3"`` -> float, enums by name or value, paths, dtypes, command-line strings) and
+``ConfigError`` messages with the allowed values and a did-you-mean.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import enum
-import functools
+import json
 import keyword
 import os
-import pathlib
-import types
 import typing
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import dacite
 import numpy as np
+from dacite.types import is_optional
 
 Config = TypeVar("Config")
 
@@ -44,14 +39,11 @@ class ConfigError(ValueError):
         self.reason = reason or message
 
 
-# ------------------------------------------------------------------- public entry points
-
-
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """JSON-safe nested dict of a config (tuples -> lists, dtypes/enums/paths -> str)."""
-    if not _is_dataclass_instance(cfg):
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise TypeError(f"expected a dataclass instance, got {type(cfg).__name__}")
-    return _to_jsonable(cfg, "")
+    return json.loads(json.dumps(cfg, default=_jsonable))
 
 
 def config_from_dict(config_cls: type[Config], d: Mapping[str, Any], *, strict: bool = True
@@ -61,23 +53,14 @@ def config_from_dict(config_cls: type[Config], d: Mapping[str, Any], *, strict: 
     Missing keys take the dataclass defaults; unknown keys raise ``ConfigError``
     (or are ignored when ``strict=False``).
     """
-    if not isinstance(d, Mapping):
-        raise ConfigError(f"config: expected a mapping, got {type(d).__name__}")
-    with _config_errors(config_cls):
-        return _from_mapping(config_cls, d, _dacite_config(config_cls, strict, False))
+    return _build(config_cls, d, strict)
 
 
 def apply_overrides(cfg: Config, overrides: Mapping[str, Any], *, strict: bool = True) -> Config:
     """``cfg`` with the values of a (nested or dotted-key) mapping replaced."""
-    if not isinstance(overrides, Mapping):
-        raise ConfigError(f"config: expected a mapping, got {type(overrides).__name__}")
-    if not overrides:
+    if isinstance(overrides, Mapping) and not overrides:
         return cfg
-    # The overrides merged into cfg's own field values and the whole rebuilt: sections
-    # nobody overrode pass through as the same instances, and dacite checks the rest.
-    cls = type(cfg)
-    with _config_errors(cls):
-        return _from_mapping(cls, _merge(cfg, overrides), _dacite_config(cls, strict, False))
+    return _build(type(cfg), overrides, strict, base=cfg)
 
 
 def replace_path(cfg: Config, path: str, value: Any) -> Config:
@@ -98,317 +81,155 @@ def coerce_values(types_: Mapping[str, Any], values: Mapping[str, Any], *,
     for name in values:
         if not (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)):
             raise ConfigError(f"{name!r} is not a valid name", field=str(name))
-    cls = _record(tuple((name, types_.get(name, Any)) for name in values))
-    with _config_errors(cls):
-        record = _from_mapping(cls, values, _dacite_config(cls, True, from_text))
-    return {name: getattr(record, name) for name in values}
-
-
-# ------------------------------------------------------------------------ dacite glue
+    cls = dataclasses.make_dataclass("Values", [(n, types_.get(n, Any)) for n in values])
+    return dict(vars(_build(cls, values, True, text=from_text)))
 
 
 class _FieldError(dacite.DaciteFieldError):
-    """A field's value is invalid for ``reason``; dacite prefixes the path on the way up."""
+    """``reason`` about a field (or ``key``, unknown to ``cls``); dacite prefixes the path."""
 
-    def __init__(self, reason: str, field_path: str | None = None):
-        super().__init__(field_path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"{self.field_path}: {self.reason}"
-
-
-class _UnknownField(dacite.DaciteFieldError):
-    """``key`` is no field of ``cls`` (dacite's own UnexpectedDataError carries no path)."""
-
-    def __init__(self, cls: type, key: str):
+    def __init__(self, reason: str, key: str | None = None, cls: type | None = None):
         super().__init__(key)
-        self.cls, self.key = cls, key
+        self.reason, self.cls = reason, cls
 
 
-@contextlib.contextmanager
-def _config_errors(cls: type) -> Iterator[None]:
-    """dacite's errors (and ours, raised as dacite's) as ``ConfigError`` about ``cls``."""
+def _build(cls: type, data: Any, strict: bool, *, text: bool = False, base: Any = None) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
     try:
-        yield
+        return _Hooks(strict, text).build(cls, data, base)
     except dacite.DaciteError as e:
-        raise _config_error(e, cls) from e
+        path, reason = getattr(e, "field_path", None), getattr(e, "reason", None)
+        if isinstance(e, _FieldError) and e.cls:  # an unknown key
+            names, key = list(_init_fields(e.cls)), path.rpartition(".")[2]
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean '{path[:-len(key)]}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown field '{path}'{hint}; {e.cls.__name__} has: "
+                              + ", ".join(names), field=path) from e
+        if isinstance(e, dacite.WrongTypeError):
+            tp, args = e.field_type, typing.get_args(e.field_type)
+            if is_optional(tp) and len(args) == 2:  # name X of ``X | None``
+                tp = next(a for a in args if a is not type(None))
+            if typing.get_origin(tp) is Literal or isinstance(tp, enum.EnumMeta):
+                allowed = (getattr(a, "name", a) for a in typing.get_args(tp) or tp)
+                reason = "allowed values: " + ", ".join(map(repr, allowed))
+            else:
+                name = str(tp) if typing.get_args(tp) else getattr(tp, "__name__", str(tp))
+                reason = "expected " + name.replace("typing.", "")
+            raise ConfigError(f"{path}: invalid value {e.value!r}, {reason}", field=path,
+                              reason=reason) from e
+        message = f"{path or cls.__name__}: {reason}" if reason else str(e)  # dacite's names it
+        raise ConfigError(message, field=path, reason=reason) from e
 
 
-def _config_error(e: dacite.DaciteError, cls: type) -> ConfigError:
-    path = getattr(e, "field_path", None)
-    if isinstance(e, _UnknownField):
-        fields = list(_init_fields(e.cls))
-        close = difflib.get_close_matches(e.key, fields, n=1)
-        hint = f" (did you mean '{path[:-len(e.key)]}{close[0]}'?)" if close else ""
-        return ConfigError(f"unknown field '{path}'{hint}; {e.cls.__name__} has: "
-                           + ", ".join(fields), field=path)
-    if isinstance(e, _FieldError):  # a hook's verdict, or a __post_init__ check
-        return ConfigError(f"{path or cls.__name__}: {e.reason}", field=path, reason=e.reason)
-    if isinstance(e, dacite.WrongTypeError):
-        reason = _expected(e.field_type)
-        return ConfigError(f"{path}: invalid value {e.value!r}, {reason}", field=path,
-                           reason=reason)
-    if isinstance(e, dacite.MissingValueError):
-        return ConfigError(f"missing required field(s): {[path]}", field=path)
-    return ConfigError(str(e), field=path)
+class _Hooks(dict):
+    """dacite's ``type_hooks`` chosen by kind of type (dacite asks ``tp in hooks``, then calls
+    ``hooks[tp](value)``) rather than listed type by type. A hook converts what it can and
+    leaves the rest to dacite's type check, which reports the value and its field path."""
 
+    def __init__(self, strict: bool, text: bool):
+        super().__init__()
+        self.strict, self.text = strict, text
+        self.config = dacite.Config(type_hooks=self, strict=strict)
 
-def _expected(tp: Any) -> str:
-    """What a field of type ``tp`` takes, for an error message."""
-    args = typing.get_args(tp)
-    if _is_union(tp) and len(args) == 2 and type(None) in args:  # name X of ``X | None``
-        return _expected(next(a for a in args if a is not type(None)))
-    if typing.get_origin(tp) is Literal:
-        return "allowed values: " + ", ".join(repr(a) for a in args)
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return "allowed values: " + ", ".join(repr(m.name) for m in tp)
-    name = str(tp) if typing.get_args(tp) else getattr(tp, "__name__", str(tp))
-    return "expected " + name.replace("typing.", "")
+    def __contains__(self, tp: object) -> bool:
+        return self[tp] is not None
 
-
-def _from_mapping(cls: type, data: Mapping[str, Any], config: dacite.Config) -> Any:
-    data = _normalise(cls, data)
-    try:
-        return dacite.from_dict(cls, data, config)
-    except dacite.UnexpectedDataError as e:
-        raise _UnknownField(cls, next(k for k in data if k in e.keys)) from None
-    except (ValueError, TypeError) as e:  # __post_init__ checks; dacite's errors are neither
-        raise _FieldError(str(e)) from e
-
-
-def _normalise(cls: type, d: Mapping[str, Any]) -> dict[str, Any]:
-    """Keys of ``d`` as ``cls``'s field names: dotted keys nested (``{"model.dim": 8}`` ->
-    ``{"model": {"dim": 8}}``), tyro's hyphens read as underscores."""
-    fields = _init_fields(cls)
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if not isinstance(key, str):
-            raise _FieldError("keys must be strings", str(key))
-        head, _, tail = key.partition(".")
-        if head not in fields and head.replace("-", "_") in fields:
-            head = head.replace("-", "_")
-        if tail:
-            value = {tail: value}
-        if head in out and isinstance(out[head], Mapping) and isinstance(value, Mapping):
-            out[head] = {**out[head], **value}  # its own level nests the rest
-        elif head in out:
-            raise _FieldError("given more than once", head)
-        else:
-            out[head] = value
-    return out
-
-
-def _merge(cfg: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``cfg``'s field values with ``overrides`` in; overridden sections become mappings
-    over their own values (recursively), so that only what is named changes."""
-    values = {name: getattr(cfg, name) for name in _init_fields(type(cfg))}
-    for key, value in _normalise(type(cfg), overrides).items():
-        current = values.get(key)
-        if _is_dataclass_instance(current) and isinstance(value, Mapping):
-            try:
-                value = _merge(current, value)
-            except dacite.DaciteFieldError as e:
-                e.update_path(key)
-                raise
-        values[key] = value
-    return values
-
-
-@functools.cache
-def _record(fields: tuple[tuple[str, Any], ...]) -> type:
-    """A dataclass with these (name, annotation) fields, for ``coerce_values``."""
-    return dataclasses.make_dataclass("Values", fields)
-
-
-@functools.cache
-def _dacite_config(root: type, strict: bool, from_text: bool) -> dacite.Config:
-    """dacite's settings for ``root``: a type hook for every type reachable from it that
-    needs one (dacite looks hooks up by exact type, so the tree is walked once here)."""
-    hooks: dict[Any, Callable[[Any], Any]] = {}
-    config = dacite.Config(type_hooks=hooks, strict=strict)
-    seen, todo = set(), [root]
-    while todo:
-        tp = todo.pop()
-        if tp in seen:
-            continue
-        seen.add(tp)
-        hook = _hook(tp, config, from_text)
-        if hook is not None:
-            hooks[tp] = hook
-        if _is_dataclass_type(tp):
-            todo.extend(_hints(tp).values())
-        elif typing.get_origin(tp) is not Literal:  # Callable's [args] list is no type
-            todo.extend(a for a in typing.get_args(tp) if isinstance(a, Hashable))
-    return config
-
-
-def _hook(tp: Any, config: dacite.Config, from_text: bool) -> Callable[[Any], Any] | None:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if _is_dataclass_type(tp):  # built here so that dotted keys and errors get our glue
-        return lambda v: _from_mapping(tp, v, config) if isinstance(v, Mapping) else v
-    if origin is Literal:
-        return functools.partial(_literal, tp)
-    if origin in (tuple, list, Sequence):
-        return functools.partial(_sequence, tp, from_text)
-    if _is_union(tp) and type(None) in args and from_text:
-        return lambda v: None if isinstance(v, str) and v.lower() in ("none", "null", "") else v
-    if not isinstance(tp, type):
+    def __getitem__(self, tp: Any) -> Callable[[Any], Any] | None:
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # dotted keys, errors
+            return lambda v: self.build(tp, v) if isinstance(v, Mapping) else v
+        if typing.get_origin(tp) in (tuple, list, Sequence):
+            return lambda v: self.sequence(tp, v)
+        if self.text and is_optional(tp):
+            return lambda v: None if str(v).lower() in ("none", "null", "") else v
+        if tp in (bool, int, float):
+            return lambda v: self.scalar(tp, v)
+        if isinstance(tp, enum.EnumMeta):
+            return lambda v: _attempt(v, tp, tp.__getitem__)  # by value, else by name
+        if tp is np.dtype or (isinstance(tp, type) and issubclass(tp, os.PathLike)):
+            return lambda v: v if v is None else _attempt(v, tp)
         return None
-    if issubclass(tp, enum.Enum):
-        return functools.partial(_enum, tp)
-    if tp in (bool, int, float):
-        return functools.partial(_NUMBER[tp], from_text=from_text)
-    if issubclass(tp, os.PathLike | pathlib.PurePath):
-        return lambda v: tp(v) if isinstance(v, str | os.PathLike) else v
-    if tp is np.dtype or issubclass(tp, np.dtype):
-        return _dtype
-    return None
 
+    def build(self, cls: type, data: Mapping[str, Any], base: Any = None) -> Any:
+        """``cls`` from ``data`` (over the field values of ``base``, if given). Keys become
+        field names: dotted keys nest (``{"model.dim": 8}`` -> ``{"model": {"dim": 8}}``),
+        tyro's hyphens read as underscores, unknown keys are refused (or dropped)."""
+        fields, out = _init_fields(cls), {}
+        for key, value in data.items():
+            given, _, tail = str(key).partition(".")
+            head = given if given in fields else given.replace("-", "_")
+            if head not in fields:
+                if self.strict:
+                    raise _FieldError("unknown field", given, cls)
+                continue
+            value = {tail: value} if tail else value
+            if isinstance(out.get(head), Mapping) and isinstance(value, Mapping):
+                value = {**out[head], **value}  # its own level nests the rest
+            elif head in out:
+                raise _FieldError("given more than once", head)
+            out[head] = value
+        if base is not None:  # overridden sections over their own values, the rest as is
+            for key, value in out.items():
+                now = getattr(base, key)
+                try:
+                    if dataclasses.is_dataclass(now) and isinstance(value, Mapping):
+                        out[key] = self.build(type(now), value, now)
+                except dacite.DaciteFieldError as e:
+                    e.update_path(key)
+                    raise
+            out = {name: getattr(base, name) for name in fields} | out
+        try:
+            return dacite.from_dict(cls, out, self.config)
+        except (ValueError, TypeError) as e:  # __post_init__ checks; dacite's are neither
+            raise _FieldError(str(e)) from e
 
-def _literal(tp: Any, v: Any) -> Any:
-    for a in typing.get_args(tp):
-        if v == a and type(v) is type(a):  # so that 1 is not True
-            return a
-    if isinstance(v, str):  # enum members in a Literal are saved by name/value
-        for a in typing.get_args(tp):
-            if isinstance(a, enum.Enum) and v in (a.name, a.value):
-                return a
-    raise dacite.WrongTypeError(field_type=tp, value=v)
+    def sequence(self, tp: Any, v: Any) -> Any:
+        """YAML/JSON lists as tuples (and back for ``list`` fields); tuple lengths checked."""
+        if self.text and isinstance(v, str):
+            v = [s.strip() for s in v.split(",")] if v.strip() else []
+        if not isinstance(v, list | tuple):  # dacite would iterate a string or a mapping
+            raise dacite.WrongTypeError(field_type=tp, value=v)
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) is tuple and args and args[-1] is not ... and len(args) != len(v):
+            raise _FieldError(f"expected {len(args)} values, got {len(v)}")
+        return list(v) if typing.get_origin(tp) is list else tuple(v)
 
-
-def _sequence(tp: Any, from_text: bool, v: Any) -> Any:
-    """YAML/JSON lists as tuples (and back for ``list`` fields); tuple lengths checked."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if from_text and isinstance(v, str):
-        v = [s.strip() for s in v.split(",")] if v.strip() else []
-    if not isinstance(v, list | tuple):  # dacite would iterate a string or a mapping
-        raise dacite.WrongTypeError(field_type=tp, value=v)
-    if origin is list:
-        return list(v)
-    if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(v):
-        raise _FieldError(f"expected {len(args)} values, got {len(v)}")
-    return tuple(v)
-
-
-def _enum(tp: type[enum.Enum], v: Any) -> Any:
-    if isinstance(v, tp):
+    def scalar(self, tp: type, v: Any) -> Any:
+        v = v.item() if isinstance(v, np.generic) else v
+        if isinstance(v, bool) and tp is not bool:  # an int to isinstance, not to a config
+            raise dacite.WrongTypeError(field_type=tp, value=v)
+        if isinstance(v, str) and tp is bool and self.text:
+            return {"1": True, "true": True, "yes": True, "on": True, "0": False,
+                    "false": False, "no": False, "off": False}.get(v.lower(), v)
+        parse = isinstance(v, str) and (self.text or tp is float)  # YAML 1.1 reads "1e-3" as str
+        if parse or (tp is float and isinstance(v, int)):
+            return _attempt(v, tp)
         return v
-    for member in tp:
-        if v in (member.name, member.value):
-            return member
-    raise dacite.WrongTypeError(field_type=tp, value=v)
 
 
-def _bool(v: Any, *, from_text: bool) -> Any:
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if from_text and isinstance(v, str):
-        if v.lower() in ("1", "true", "yes", "on"):
-            return True
-        if v.lower() in ("0", "false", "no", "off"):
-            return False
-    return v  # anything else fails dacite's check (YAML's own booleans are bools)
-
-
-def _int(v: Any, *, from_text: bool) -> Any:
-    if isinstance(v, bool | np.bool_):  # a bool is an int to isinstance, not to a config
-        raise dacite.WrongTypeError(field_type=int, value=v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if from_text and isinstance(v, str):
+def _attempt(v: Any, *converters: Callable[[Any], Any]) -> Any:
+    """The first conversion of ``v`` that works, else ``v`` (for dacite to reject)."""
+    for convert in converters:
         try:
-            return int(v)
-        except ValueError:
-            raise dacite.WrongTypeError(field_type=int, value=v) from None
+            return convert(v)
+        except (TypeError, ValueError, KeyError):
+            pass
     return v
 
 
-def _float(v: Any, *, from_text: bool) -> Any:
-    del from_text  # strings are parsed either way: YAML 1.1 reads "1e-3" (no dot) as one
-    if isinstance(v, bool | np.bool_):
-        raise dacite.WrongTypeError(field_type=float, value=v)
-    if isinstance(v, int | float | np.integer | np.floating):
-        return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            raise dacite.WrongTypeError(field_type=float, value=v) from None
-    return v
-
-
-_NUMBER = {bool: _bool, int: _int, float: _float}
-
-
-def _dtype(v: Any) -> Any:
-    try:
-        return np.dtype(v)
-    except TypeError:
-        raise dacite.WrongTypeError(field_type=np.dtype, value=v) from None
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def _is_dataclass_instance(x: Any) -> bool:
-    return dataclasses.is_dataclass(x) and not isinstance(x, type)
-
-
-def _is_dataclass_type(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (typing.Union, types.UnionType)
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    # Resolves string annotations (``from __future__ import annotations``).
-    return typing.get_type_hints(cls)
+def _jsonable(x: Any) -> Any:
+    """``json.dumps``'s fallback for what JSON has no type for."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return {name: getattr(x, name) for name in _init_fields(type(x))}
+    if isinstance(x, enum.Enum):
+        return x.value if isinstance(x.value, str) else x.name
+    if isinstance(x, np.generic | os.PathLike):
+        return x.item() if isinstance(x, np.generic) else os.fspath(x)
+    if isinstance(x, np.dtype) or (isinstance(x, type) and issubclass(x, np.generic)) or (
+            callable(x) and isinstance(getattr(x, "dtype", None), np.dtype)):
+        return np.dtype(x).name  # np/jnp dtypes and scalar types (np.float16, jnp.bfloat16)
+    raise TypeError(f"config value {x!r} ({type(x).__name__}) is not JSON-safe")
 
 
 def _init_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.init}
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _to_jsonable(x: Any, path: str) -> Any:
-    if _is_dataclass_instance(x):
-        return {n: _to_jsonable(getattr(x, n), _join(path, n)) for n in _init_fields(type(x))}
-    if isinstance(x, enum.Enum):
-        return x.value if isinstance(x.value, str) else x.name
-    if x is None or isinstance(x, bool | int | str):
-        return x
-    if isinstance(x, float | np.floating):
-        return float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, tuple | list):
-        return [_to_jsonable(v, f"{path}[{i}]") for i, v in enumerate(x)]
-    if isinstance(x, Mapping):
-        return {str(k): _to_jsonable(v, _join(path, str(k))) for k, v in x.items()}
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    dtype = _as_dtype(x)
-    if dtype is not None:
-        return dtype.name
-    raise TypeError(f"config field {path or '<root>'}: {type(x).__name__} is not JSON-safe")
-
-
-def _as_dtype(x: Any) -> np.dtype | None:
-    """np/jnp dtypes and scalar types (``jnp.bfloat16``, ``np.float32``) as np.dtype."""
-    if isinstance(x, np.dtype):
-        return x
-    if isinstance(x, type) and issubclass(x, np.generic):
-        return np.dtype(x)
-    inner = getattr(x, "dtype", None)  # jnp.float32 and friends are not np types
-    if isinstance(inner, np.dtype) and callable(x):
-        return inner
-    return None

@@ -385,3 +385,27 @@ def test_usage_names_the_module_run_with_dash_m(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         parse("--help")
     assert "usage: python -m tokenizer.alpha.train" in capsys.readouterr().out
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    root: Path = Path("/data")
+    dtype: np.dtype = F32
+    norm: Norm = Norm.RMS
+    sizes: list[int] = dataclasses.field(default_factory=list)
+
+
+def test_conversions_and_their_errors_name_the_field():
+    got = config_from_dict(Paths, {"root": "/x", "dtype": "float16", "norm": "LAYER",
+                                   "sizes": (1, 2)})
+    assert got == Paths(Path("/x"), np.dtype("float16"), Norm.LAYER, [1, 2])
+    assert config_from_dict(Paths, {"norm": "layer"}).norm is Norm.LAYER  # value or name
+    for key, value in [("root", 3), ("dtype", "nope"), ("sizes", "12")]:
+        with pytest.raises(ConfigError, match=rf"^{key}: invalid value {value!r}"):
+            config_from_dict(Paths, {key: value})
+    with pytest.raises(ConfigError, match=r"steps: invalid value True, expected int"):
+        apply_overrides(PRESETS["tiny"], {"steps": True})  # a bool is no int to a config
+    with pytest.raises(ConfigError, match=r"model: given more than once"):
+        apply_overrides(PRESETS["tiny"], {"model": Model(), "model.dim": 4})
+    loose = apply_overrides(PRESETS["small"], {"model.dimm": 1, "ema.decay": 0.5}, strict=False)
+    assert loose.ema == Ema(0.5) and loose.model == PRESETS["small"].model

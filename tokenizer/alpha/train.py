@@ -55,8 +55,8 @@ def run(cfg: AlphaConfig) -> TrainResult:
             log_examples(step, codec, examples, logger, cfg)
 
     try:
-        return train(cfg.train, program=build_program(cfg), train_data=train_data,
-                     eval_data=eval_data, config=cfg,
+        return train(cfg.train, kind="tokenizer.alpha", program=build_program(cfg),
+                     train_data=train_data, eval_data=eval_data, config=cfg,
                      samples_per_step=cfg.data.batch_size, on_log=on_log)
     finally:
         train_data.close()

@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     from common.config import config_to_dict
     from common.train.checkpoint import Checkpointer, write_config_json
+    from common.train.runs import write_run_info
     from tokenizer.snac.pytorch_weights import load_pretrained
     from tokenizer.snac.train_config import SnacConfig
 
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     ckpt.save(0, {"model": nnx.state(model)}, config=config, force=True)
     ckpt.close()
     write_config_json(args.out, config)
+    write_run_info(args.out, "tokenizer.snac", weights="converted", source=args.src, config=cfg)
     print(f"converted {args.src} ({model.cfg.sampling_rate} Hz, "
           f"{model.cfg.bitrate / 1000:.2f} kbit/s) -> {args.out}", flush=True)
     return Path(args.out)

@@ -71,7 +71,8 @@ def run(cfg: SnacConfig) -> TrainResult:
             log_examples(step, codec, examples, logger, cfg)
 
     try:
-        return train(cfg.train, program=build_program(cfg, weights), train_data=train_data,
+        return train(cfg.train, kind="tokenizer.snac", init_from=cfg.init_from or None,
+                     program=build_program(cfg, weights), train_data=train_data,
                      eval_data=eval_data, config=cfg, on_log=on_log)
     finally:
         train_data.close()

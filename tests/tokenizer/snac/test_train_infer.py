@@ -16,6 +16,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from common.data.corpus import build_corpus
+from common.train.runs import read_run_info
 from tests.conftest import TEST_XLA_FLAGS
 from tests.tokenizer.alpha.conftest import CORPUS, ROOT
 from tokenizer.codec.token_io import TokenFileError, normalize_with_gain
@@ -68,6 +69,8 @@ def test_curriculum_run_trains_and_checkpoints(snac_run):
     assert "best eval/loss" in out
     steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
     assert steps[-1] == 6 and {2, 4} <= set(steps)
+    assert (read_run_info(run_dir).kind, read_run_info(run_dir).weights) == \
+        ("tokenizer.snac", "trained")
     cfg = json.loads((run_dir / "config.json").read_text())
     assert SnacModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in cfg["model"].items()}) == RUN_MODEL
@@ -143,6 +146,8 @@ def test_convert_cli_from_pytorch_layout(tmp_path, rng):
     save_file(to_state_dict(model), str(src / "model.safetensors"))
     (src / "config.json").write_text(json.dumps(cfg.published()))
     out = convert.main([str(src), str(tmp_path / "converted")])
+    info = read_run_info(out)
+    assert (info.kind, info.weights, info.source) == ("tokenizer.snac", "converted", str(src))
     tok = SnacTokenizer.from_run(out, bucket_seconds=0, loudness_dbfs=None)
     x = rng.uniform(-0.5, 0.5, 4096).astype(np.float32)
     codes = tok.encode([x])[0].codes
