@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
-from tokenizer.codec.cli import Flat, RunArgs, exit_with, parse, setup_cli_logging
+from common.console import setup_console
+from tokenizer.codec.cli import Flat, RunArgs, exit_with, parse
 
 PROG = "python -m tokenizer.alpha.eval"
 
@@ -50,7 +51,7 @@ class EvalArgs:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse(EvalArgs, argv, prog=PROG, description=__doc__)
-    setup_cli_logging(args.run.verbose)
+    setup_console(args.run.verbose)
     from tokenizer.alpha.evaluation import eval_config, evaluate, print_report
     from tokenizer.alpha.inference import AlphaTokenizer
 

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Annotated
 
+from common.console import setup_console
 from tokenizer.codec.cli import (
     FileArgs,
     Flat,
@@ -29,7 +30,6 @@ from tokenizer.codec.cli import (
     exit_with,
     parse_codec_command,
     print_summary,
-    setup_cli_logging,
 )
 
 PROG = "python -m tokenizer.alpha.infer"
@@ -62,7 +62,7 @@ def run(args: AlphaInferArgs) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_codec_command(AlphaInferArgs, argv, prog=PROG, description=__doc__)
-    setup_cli_logging(args.run.verbose)
+    setup_console(args.run.verbose)
     result = run(args)
     print_summary(args.command, args.files.output, result, "codec")
     return result

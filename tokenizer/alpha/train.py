@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from common.config import parse_config
+from common.console import setup_console
 from tokenizer.alpha.config import PRESETS, AlphaConfig
-from tokenizer.codec.cli import setup_cli_logging
 
 if TYPE_CHECKING:
     from common.train.loop import TrainResult
@@ -63,7 +63,7 @@ def run(cfg: AlphaConfig) -> TrainResult:
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
-    setup_cli_logging()
+    setup_console()
     cfg = parse_config(AlphaConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
     # The heavy stacks load after parsing: --help and flag errors answer at once.
     from common.train.loop import enable_compilation_cache

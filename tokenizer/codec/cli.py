@@ -14,7 +14,6 @@ or stopped at an error (printed as ``error: ...``), 2 for usage errors (tyro's, 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -83,14 +82,6 @@ def parse(options: type[T], argv: Sequence[str] | None, *, prog: str,
           description: str) -> T:
     """A command's flags (no subcommands) into an ``options`` instance."""
     return tyro.cli(options, args=argv, prog=prog, description=description)
-
-
-def setup_cli_logging(verbose: bool = False) -> None:
-    """INFO logs with timestamps for the codec commands; orbax's per-call chatter off
-    unless ``verbose``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-    logging.getLogger("absl").setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
 def print_summary(command: str, output: Path, result: Mapping, codec: str) -> None:

@@ -22,7 +22,8 @@ from typing import Annotated
 
 import tyro
 
-from tokenizer.codec.cli import exit_with, parse, setup_cli_logging
+from common.console import setup_console
+from tokenizer.codec.cli import exit_with, parse
 
 PROG = "python -m tokenizer.snac.convert"
 
@@ -43,7 +44,7 @@ class ConvertArgs:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     args = parse(ConvertArgs, argv, prog=PROG, description=__doc__)
-    setup_cli_logging(args.verbose)
+    setup_console(args.verbose)
     from flax import nnx
 
     from common.config import config_to_dict

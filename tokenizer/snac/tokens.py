@@ -26,7 +26,8 @@ from typing import Annotated
 
 import tyro
 
-from tokenizer.codec.cli import Flat, RunArgs, UsageError, exit_with, parse, setup_cli_logging
+from common.console import setup_console
+from tokenizer.codec.cli import Flat, RunArgs, UsageError, exit_with, parse
 
 PROG = "python -m tokenizer.snac.tokens"
 
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parse(TokensArgs, argv, prog=PROG, description=__doc__)
     if args.merges < 0 or (args.limit is not None and args.limit < 1):
         raise UsageError("--merges must be >= 0 and --limit >= 1")
-    setup_cli_logging(args.run.verbose)
+    setup_console(args.run.verbose)
     from tokenizer.snac.token_inputs import analyse_inputs
     from tokenizer.snac.token_stats import recommendation
 

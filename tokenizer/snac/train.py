@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from common.config import parse_config
-from tokenizer.codec.cli import setup_cli_logging
+from common.console import setup_console
 from tokenizer.snac.train_config import PRESETS, SnacConfig
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def run(cfg: SnacConfig) -> TrainResult:
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
-    setup_cli_logging()
+    setup_console()
     cfg = parse_config(SnacConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
     # The heavy stacks load after parsing: --help and flag errors answer at once.
     from common.train.loop import enable_compilation_cache
