@@ -8,8 +8,9 @@ import pytest
 
 from tests.tokenizer.alpha.conftest import ROOT
 
-COMMANDS = ("tokenizer.alpha.infer", "tokenizer.alpha.eval",
-            "tokenizer.snac.infer", "tokenizer.snac.convert", "tokenizer.snac.tokens")
+COMMANDS = ("tokenizer.alpha.infer", "tokenizer.alpha.eval", "tokenizer.alpha.train",
+            "tokenizer.snac.infer", "tokenizer.snac.convert", "tokenizer.snac.tokens",
+            "tokenizer.snac.train")
 HEAVY = ("jax", "flax", "orbax", "grain", "datasets", "wandb")
 
 

@@ -16,12 +16,14 @@ import math
 from typing import Literal
 
 from common.data.sources import SourceConfig
-from common.train.checkpoint import CheckpointConfig
-from common.train.gan import GANConfig
-from common.train.logging import LoggingConfig
-from common.train.loop import TrainConfig
-from common.train.optim import OptimizerConfig
-from tokenizer.codec.discriminators import DiscriminatorConfig
+from common.train.configs import (
+    CheckpointConfig,
+    GANConfig,
+    LoggingConfig,
+    OptimizerConfig,
+    TrainConfig,
+)
+from tokenizer.codec.configs import DiscriminatorConfig
 from tokenizer.codec.optim import dac_adamw
 
 QuantizerKind = Literal["phoneme_bsq", "bsq", "vq", "rvq", "fsq"]
