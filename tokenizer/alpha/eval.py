@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from tokenizer.alpha.evaluation import eval_config, evaluate, print_report
     from tokenizer.alpha.inference import AlphaTokenizer
 
-    tok = AlphaTokenizer.from_run(args.run.run, step=args.run.step)
+    tok = AlphaTokenizer.from_run(args.run.run, step=args.run.step, command=PROG)
     cfg, vocab = eval_config(tok.cfg, kind=args.source_kind, path=args.source_path,
                              batch_size=args.batch_size, max_seconds=args.max_seconds)
     split = cfg.data.eval_split if args.split is None else args.split

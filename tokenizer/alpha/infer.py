@@ -53,7 +53,7 @@ def run(args: AlphaInferArgs) -> dict:
     from tokenizer.codec.file_commands import codec_command
 
     extra = {} if args.files.loudness else {"loudness_dbfs": None}
-    tok = AlphaTokenizer.from_run(args.run.run, step=args.run.step,
+    tok = AlphaTokenizer.from_run(args.run.run, step=args.run.step, command=PROG,
                                   batch_size=args.files.batch_size, **extra)
     return codec_command(args.command, args.files.input, args.files.output, tok,
                          strict=args.files.strict, stream=args.stream,

@@ -2,7 +2,7 @@
 sit on it and import nothing from each other).
 
 - ``tokenizer``: ``CodecTokenizer``, the base of the codecs' tokenizers (load from a run
-  directory, batched encode / decode, token-file checks), and ``find_run``.
+  directory of the codec's kind, batched encode / decode, token-file checks).
 - ``token_io``: ``CodecTokenFile``, the base of the token files, on the ``.npz``
   container; config digests; loudness normalisation with its gain.
 - ``cli``: the commands' shared command line (tyro option dataclasses, the

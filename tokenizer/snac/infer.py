@@ -50,7 +50,7 @@ def run(args: SnacInferArgs) -> dict:
     from tokenizer.snac.inference import SnacTokenizer
 
     extra = {} if args.files.loudness else {"loudness_dbfs": None}
-    tok = SnacTokenizer.from_run(args.run.run, step=args.run.step,
+    tok = SnacTokenizer.from_run(args.run.run, step=args.run.step, command=PROG,
                                  batch_size=args.files.batch_size,
                                  bucket_seconds=args.bucket_seconds, **extra)
     return codec_command(args.command, args.files.input, args.files.output, tok,

@@ -37,7 +37,8 @@ def _encode(tok: SnacTokenizer, wavs: list) -> list[SnacTokenFile]:
 
 
 def _tokenizer(args: TokensArgs) -> SnacTokenizer:
-    return SnacTokenizer.from_run(args.run.run, step=args.run.step, batch_size=args.batch_size)
+    return SnacTokenizer.from_run(args.run.run, step=args.run.step, batch_size=args.batch_size,
+                                  command="tokenizer.snac.tokens")
 
 
 def _corpus(args: TokensArgs) -> tuple[list[SnacTokenFile], list[str], SnacTokenizer]:
