@@ -3,10 +3,11 @@ importing a command module imports no jax, flax, orbax, grain, datasets or wandb
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.tokenizer.alpha.conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 COMMANDS = ("tokenizer.alpha.infer", "tokenizer.alpha.eval", "tokenizer.alpha.train",
             "tokenizer.snac.infer", "tokenizer.snac.convert", "tokenizer.snac.tokens",
