@@ -26,7 +26,6 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.signal
 
 WindowSpec = str | tuple
 PaddingSide = Literal["right", "left"]
@@ -40,6 +39,10 @@ def get_window(window: WindowSpec, win_length: int, n_fft: int) -> np.ndarray:
     """
     if not 0 < win_length <= n_fft:
         raise ValueError(f"win_length={win_length} must be in (0, n_fft={n_fft}]")
+    # Imported here: scipy.signal's import costs seconds (it loads scipy.stats), and every
+    # codec config reaches this module through the spectral losses.
+    import scipy.signal
+
     win = scipy.signal.get_window(window, win_length, fftbins=True).astype(np.float64)
     lpad = (n_fft - win_length) // 2  # librosa.util.pad_center puts the odd sample right
     return np.pad(win, (lpad, n_fft - win_length - lpad))

@@ -441,14 +441,15 @@ def summary_line(summary: dict, out: str | os.PathLike) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     from common.config import parse_config
+    from common.console import setup_console
 
+    setup_console()
     cfg = parse_config(CorpusConfig, PRESETS, argv, default_preset="default",
                        description="Generate the embedded espeak-ng speech corpus "
                                    "(an HF audio-folder dataset) into --out.")
     if cfg.out is None:
         print("error: --out DIR is required", file=sys.stderr)
         raise SystemExit(2)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         summary = build_corpus(cfg, progress=True)
     except (FileExistsError, CorpusError, ShardError) as e:

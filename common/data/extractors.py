@@ -22,7 +22,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from common.audio.mel import mel_filterbank
 from common.data.features import ExtractorError, FeatureExtractor, Spec
 from common.data.vocab import Vocab
 
@@ -87,6 +86,10 @@ class LogMel:
         lpad = (self.n_fft - win) // 2
         window[lpad:lpad + win] = 0.5 - 0.5 * np.cos(2 * np.pi * n / win)  # periodic Hann
         object.__setattr__(self, "_window", window.astype(np.float32))
+        # Here, not at the top: common.audio.mel imports jax, which the CLIs that list
+        # extractors (``preprocess --help``) should not wait for.
+        from common.audio.mel import mel_filterbank
+
         fb = mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax,
                             self.htk, self.norm)
         object.__setattr__(self, "_fb", fb.astype(np.float32))

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from common.audio.io import resample
 from common.config import config_to_dict, parse_config
+from common.console import setup_console
 from common.data import shards
 from common.data.bad_input import BadInputConfig, Skipped, SkipStats, decode_record
 from common.data.features import (
@@ -408,11 +409,11 @@ def preprocess(source: Sequence[Mapping[str, Any]], out: str | Path,
 
 
 def main(argv: Sequence[str] | None = None) -> RunResult | dict[str, Any]:
+    setup_console()
     cfg = parse_config(PreprocessConfig, {"default": PreprocessConfig()}, argv,
                        default_preset="default")
     if not cfg.output:
         raise SystemExit("preprocess: error: --output (the shard directory) is required")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if cfg.finalize:
         index = finalize(cfg.output, require=True)
         print(f"preprocess: index of {index['count']} records in {len(index['shards'])} shards, "

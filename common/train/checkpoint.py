@@ -2,6 +2,7 @@
 
 Layout of a run directory::
 
+    run_dir/run.json                    what the run holds (``common.train.runs``)
     run_dir/config.json                 the run's config (also inside every checkpoint)
     run_dir/checkpoints/<step>/model    the model's state (parameters and other variables)
     run_dir/checkpoints/<step>/train    optimizer state, step, RNG, counters
@@ -20,7 +21,6 @@ model trained on one mesh loads onto another.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -34,6 +34,7 @@ from etils import epath
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from common.train.configs import CheckpointConfig
 from common.train.tree import path_to_str
 
 log = logging.getLogger(__name__)
@@ -41,34 +42,6 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, partial, or does not fit the model it is loaded into."""
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointConfig:
-    """When and what to keep.
-
-    Attributes:
-      every: save every N steps (0: only at the end and on SIGTERM).
-      keep: number of latest checkpoints kept.
-      keep_best: additionally keep this many best checkpoints by ``best_metric``.
-      best_metric: the metric name ranked for ``keep_best`` (e.g. "eval/loss").
-      best_mode: whether lower ("min") or higher ("max") is better.
-      async_save: write in the background while training continues.
-    """
-
-    every: int = 500
-    keep: int = 3
-    keep_best: int = 1
-    best_metric: str = "eval/loss"
-    best_mode: Literal["min", "max"] = "min"
-    async_save: bool = True
-
-    def __post_init__(self):
-        if self.every < 0 or self.keep < 1 or self.keep_best < 0:
-            raise ValueError("checkpoint.every >= 0, checkpoint.keep >= 1 and "
-                             f"checkpoint.keep_best >= 0 required, got {self}")
-        if self.best_mode not in ("min", "max"):
-            raise ValueError(f"checkpoint.best_mode must be 'min' or 'max', got {self.best_mode!r}")
 
 
 # ---------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,7 @@ from common.losses.adversarial import (
     lsgan_g_loss,
 )
 from common.losses.r1 import r1_penalty
+from common.train.configs import GANConfig
 from common.train.program import Program
 from common.train.step import TrainState, apply_gradients, split_micro
 from common.train.tree import path_to_str
@@ -48,51 +49,6 @@ GenFn = Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, jax.Array, jax.A
 DiscFn = Callable[[nnx.Module, jax.Array], tuple[list[jax.Array], list[list[jax.Array]]]]
 
 _LOSSES = {"hinge": (hinge_g_loss, hinge_d_loss), "lsgan": (lsgan_g_loss, lsgan_d_loss)}
-
-
-@dataclasses.dataclass(frozen=True)
-class GANConfig:
-    """Adversarial-training settings.
-
-    Attributes:
-      loss: "lsgan" (HiFi-GAN / DAC) or "hinge".
-      adv_weight: weight of the generator's adversarial loss.
-      feature_weight: weight of discriminator feature matching (inside the adversarial
-        term, so the adaptive weight scales both).
-      disc_start_step: no adversarial training before this step.
-      disc_start_loss: additionally wait until the reconstruction loss is below this.
-      adaptive_weight: VQGAN's ``||grad rec|| / (||grad adv|| + 1e-4)`` on the
-        parameters matching ``last_layer`` (a regex on "/"-joined paths; "" = all),
-        clipped to ``[0, adaptive_max]``.
-      last_layer: regex on "/"-joined parameter paths whose gradients set the adaptive
-        weight ("" = all parameters).
-      adaptive_max: upper clip of the adaptive weight.
-      r1_weight: gamma of the R1 penalty (``gamma / 2 * E||grad_x D(x)||^2`` on reals).
-      instance_noise: std of Gaussian noise added to the discriminator's inputs,
-        annealed linearly to 0 over ``instance_noise_steps`` (0: constant).
-      instance_noise_steps: steps over which the instance noise anneals to 0 (0: it
-        stays constant).
-    """
-
-    loss: Literal["lsgan", "hinge"] = "lsgan"
-    adv_weight: float = 1.0
-    feature_weight: float = 2.0
-    disc_start_step: int = 0
-    disc_start_loss: float | None = None
-    adaptive_weight: bool = False
-    last_layer: str = ""
-    adaptive_max: float = 1e4
-    r1_weight: float = 0.0
-    instance_noise: float = 0.0
-    instance_noise_steps: int = 0
-
-    def __post_init__(self):
-        if self.loss not in _LOSSES:
-            raise ValueError(f"gan.loss must be one of {sorted(_LOSSES)}, got {self.loss!r}")
-        for name in ("adv_weight", "feature_weight", "disc_start_step", "r1_weight",
-                     "instance_noise", "instance_noise_steps", "adaptive_max"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"gan.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @jax.tree_util.register_dataclass

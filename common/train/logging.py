@@ -9,7 +9,6 @@ logged as ``wandb.Image``.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import logging
 import os
@@ -19,13 +18,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from common.train.configs import LoggingConfig
 from common.train.hardware import peak_flops
 from common.train.render import render_spectrogram, to_uint8_image
 
@@ -36,37 +36,6 @@ __all__ = ["LoggingConfig", "RunLogger", "resolve_wandb_mode"]
 WANDB_MODES = ("offline", "online", "disabled")
 # Aliases wandb itself accepts in WANDB_MODE.
 _MODE_ALIASES = {"dryrun": "offline", "run": "online", "shared": "online"}
-
-
-@dataclasses.dataclass(frozen=True)
-class LoggingConfig:
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
-    """W&B mode; the WANDB_MODE environment variable, when set, wins."""
-    project: str = "trc"
-    """W&B project name."""
-    entity: str | None = None
-    """W&B entity (user or team; None: the account's default)."""
-    run_name: str | None = None
-    """Display name in W&B (default: the run directory's name)."""
-    log_every: int = 10
-    """Steps between scalar logs (metrics are pulled to the host only then)."""
-    audio_every: int = 0
-    """Steps between audio/image logs; 0 = never."""
-    profile_steps: tuple[int, int] | None = None
-    """(start, stop) steps of a jax.profiler trace written to <run_dir>/profile."""
-    progress: bool = True
-    """Progress bar on a TTY; otherwise one console line per log step."""
-
-    def __post_init__(self):
-        if self.log_every < 1:
-            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
-        if self.audio_every < 0:
-            raise ValueError(f"audio_every must be >= 0, got {self.audio_every}")
-        if self.profile_steps is not None:
-            start, stop = self.profile_steps
-            if not 0 <= start < stop:
-                raise ValueError(f"profile_steps must be (start, stop) with 0 <= start < stop, "
-                                 f"got {self.profile_steps}")
 
 
 def resolve_wandb_mode(cfg: LoggingConfig) -> str:

@@ -7,7 +7,7 @@ The loop knows nothing of models or losses. A package's ``train.py`` builds a
     program = supervised_program(lambda rngs: Codec(cfg.model, rngs=rngs), codec_loss,
                                  make_optimizer(resolve_optim(cfg.train)),
                                  seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
-    result = train(cfg.train, program=program, train_data=batches,
+    result = train(cfg.train, kind="tokenizer.alpha", program=program, train_data=batches,
                    eval_data=make_eval_batches, config=cfg)
 
 The loop builds the mesh and the sharded train state (straight onto the devices, no
@@ -15,6 +15,10 @@ host copy), resumes the latest checkpoint when asked (model, optimizer, step, RN
 the data iterator, so the run continues exactly), runs the jitted step, logs on log
 steps only (metrics stay on device otherwise), evaluates every ``eval_every`` steps,
 checkpoints every ``checkpoint.every`` steps, and on SIGTERM/SIGINT saves and returns.
+``kind`` is what the run directory says it holds (``run.json``, ``common.train.runs``):
+an argument of ``train`` rather than of the ``Program`` because one program serves
+several models (``gan_program`` trains alpha and SNAC) and the run directory is the
+loop's.
 """
 from __future__ import annotations
 
@@ -33,12 +37,14 @@ import numpy as np
 from flax import nnx
 
 from common.config import config_to_dict, format_config
-from common.train.checkpoint import CheckpointConfig, Checkpointer, write_config_json
-from common.train.logging import LoggingConfig, RunLogger
-from common.train.mesh import MeshConfig, host_to_global, make_mesh, state_shardings
+from common.train.checkpoint import Checkpointer, write_config_json
+from common.train.configs import TrainConfig
+from common.train.logging import RunLogger
 from common.train.mesh import batch_sharding as make_batch_sharding
+from common.train.mesh import host_to_global, make_mesh, state_shardings
 from common.train.optim import OptimizerConfig
 from common.train.program import Program
+from common.train.runs import UNKNOWN, read_run_info, start_run
 from common.train.step import jit_train_step
 
 log = logging.getLogger(__name__)
@@ -46,45 +52,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteError(FloatingPointError):
     """Too many consecutive steps with a NaN/Inf loss or gradient."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """The loop's settings (models embed this in their own config).
-
-    Attributes:
-      steps: total optimizer steps of the run (a resumed run continues to this).
-      seed: seeds parameter initialisation and the step RNG.
-      grad_accum: micro-batches per step (the batch is split; gradients averaged).
-      eval_every: evaluate every N steps (0: never).
-      eval_batches: batches per evaluation.
-      max_nonfinite: stop after this many consecutive skipped (NaN/Inf) updates.
-      run_dir: parent directory of runs.
-      run_name: this run's subdirectory (default: a timestamp; with ``resume`` and no
-        name, the newest run in run_dir).
-      resume: continue from the run's latest checkpoint.
-    """
-
-    steps: int = 1000
-    seed: int = 0
-    grad_accum: int = 1
-    eval_every: int = 0
-    eval_batches: int = 4
-    max_nonfinite: int = 20
-    run_dir: str = "runs"
-    run_name: str | None = None
-    resume: bool = False
-    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
-    optim: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
-    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
-    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
-
-    def __post_init__(self):
-        for name in ("steps", "grad_accum", "eval_batches", "max_nonfinite"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_every < 0:
-            raise ValueError(f"train.eval_every must be >= 0, got {self.eval_every}")
 
 
 @dataclasses.dataclass
@@ -113,15 +80,19 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
     return root
 
 
-def resolve_run_dir(cfg: TrainConfig) -> Path:
+def resolve_run_dir(cfg: TrainConfig, kind: str | None = None) -> Path:
+    """The run's directory; with ``resume`` and no name, the newest run with checkpoints
+    (of ``kind`` when given: resuming never picks another model's run)."""
     root = Path(cfg.run_dir)
     if cfg.run_name:
         return root / cfg.run_name
     if cfg.resume:
-        runs = sorted((p for p in root.glob("*") if (p / "checkpoints").is_dir()),
+        runs = sorted((p for p in root.glob("*") if (p / "checkpoints").is_dir()
+                       and (kind is None or read_run_info(p).kind in (kind, UNKNOWN))),
                       key=lambda p: p.stat().st_mtime)
         if not runs:
-            raise FileNotFoundError(f"--resume: no run with checkpoints under {root}")
+            what = f"{kind} run" if kind else "run"
+            raise FileNotFoundError(f"--resume: no {what} with checkpoints under {root}")
         return runs[-1]
     return root / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
 
@@ -170,6 +141,8 @@ def resolve_optim(cfg: TrainConfig, optim: OptimizerConfig | None = None) -> Opt
 def train(
     cfg: TrainConfig,
     *,
+    kind: str,
+    init_from: str | None = None,
     program: Program,
     train_data: Iterator[Any],
     eval_data: Callable[[], Iterator[Any]] | None = None,
@@ -181,13 +154,18 @@ def train(
 ) -> TrainResult:
     """Run ``program`` (see ``common.train.program.Program``) over ``train_data``.
 
+    ``kind`` names what the run holds (the package that trains it, e.g.
+    "tokenizer.alpha"; recorded in ``run_dir/run.json``, see ``common.train.runs``);
+    ``init_from`` the run or checkpoint the weights started from, if any. A resumed run
+    must be of the same kind.
+
     ``train_data`` yields host batches (pytrees of arrays whose leading axis is this
     process's share of the global batch); for exact resumption it should have
     ``get_state``/``set_state`` (grain iterators do). ``config`` is the full run config
     (a dataclass or dict) saved with every checkpoint. ``on_log(step, model, metrics,
     logger)`` runs on log steps, e.g. to log audio.
     """
-    run_dir = resolve_run_dir(cfg)
+    run_dir = resolve_run_dir(cfg, kind)
     if dataclasses.is_dataclass(config):
         log.info("config:\n%s", format_config(config))
         config_dict = config_to_dict(config)
@@ -197,6 +175,8 @@ def train(
         raise ValueError(
             f"train.grad_accum is {cfg.grad_accum} but the program was built for "
             f"{program.grad_accum} micro-batches: pass grad_accum=cfg.grad_accum to its builder")
+    # Before any compiling: resuming another kind's run fails here, with a clear message.
+    start_run(run_dir, kind, source=init_from, config=config, write=jax.process_index() == 0)
     mesh = make_mesh(cfg.mesh)
     abstract = jax.eval_shape(program.init)
     shardings = state_shardings(abstract, mesh)

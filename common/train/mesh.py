@@ -15,7 +15,6 @@ than failing, and the count of such fallbacks is logged.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -29,10 +28,10 @@ from flax.core import spmd
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from common.nn import axes as ax
+from common.train.configs import MESH_AXES, MeshConfig
 
 log = logging.getLogger(__name__)
 
-MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
 Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
@@ -53,40 +52,6 @@ DEFAULT_RULES: Rules = (
     (ax.CONV_IN, "fsdp"),
     (ax.CONV_OUT, "tensor"),
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class MeshConfig:
-    """Mesh shape; one entry may be -1 to take the remaining devices."""
-
-    data: int = -1
-    """Data-parallel axis size (batch split, parameters replicated)."""
-    fsdp: int = 1
-    """Fully-sharded data-parallel axis size (batch and parameters split)."""
-    tensor: int = 1
-    """Tensor-parallel axis size (parameters split within layers)."""
-
-    def __post_init__(self):
-        sizes = (self.data, self.fsdp, self.tensor)
-        if sum(s == -1 for s in sizes) > 1:
-            raise ValueError(f"mesh: at most one of data/fsdp/tensor may be -1, got {sizes}")
-        for name, s in zip(MESH_AXES, sizes, strict=True):
-            if s == 0 or s < -1:
-                raise ValueError(f"mesh.{name} must be a positive size or -1, got {s}")
-
-    def shape(self, n_devices: int) -> tuple[int, int, int]:
-        """Resolve -1 against ``n_devices``; error if the sizes do not multiply to it."""
-        sizes = [self.data, self.fsdp, self.tensor]
-        known = math.prod(s for s in sizes if s != -1)
-        if -1 in sizes:
-            if n_devices % known:
-                raise ValueError(f"mesh {tuple(sizes)}: {n_devices} devices are not divisible "
-                                 f"by the fixed axes' product {known}")
-            sizes[sizes.index(-1)] = n_devices // known
-        if math.prod(sizes) != n_devices:
-            raise ValueError(f"mesh data={sizes[0]} fsdp={sizes[1]} tensor={sizes[2]} needs "
-                             f"{math.prod(sizes)} devices, but {n_devices} are available")
-        return tuple(sizes)
 
 
 def maybe_initialize_distributed() -> bool:

@@ -12,19 +12,55 @@ Presets: ``tiny`` (a few minutes on a 2-core CPU, for tests and the default run)
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 from common.data.sources import SourceConfig
-from common.train.checkpoint import CheckpointConfig
-from common.train.gan import GANConfig
-from common.train.logging import LoggingConfig
-from common.train.loop import TrainConfig
-from common.train.optim import OptimizerConfig
-from tokenizer.alpha.components.encoder import ConvStackConfig
-from tokenizer.codec.discriminators import DiscriminatorConfig
+from common.train.configs import (
+    CheckpointConfig,
+    GANConfig,
+    LoggingConfig,
+    OptimizerConfig,
+    TrainConfig,
+)
+from tokenizer.codec.configs import DiscriminatorConfig
 from tokenizer.codec.optim import dac_adamw
 
 QuantizerKind = Literal["phoneme_bsq", "bsq", "vq", "rvq", "fsq"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvStackConfig:
+    """Shared by the encoder and decoder (the decoder runs the strides in reverse).
+
+    Attributes:
+      channels: encoder channels after the input conv (doubled by every down block).
+      decoder_channels: decoder channels before the first up block (halved by each).
+      strides: downsampling factors; their product is the hop (samples per latent frame).
+      dilations: of the residual units in every block.
+      latent_dim: width of the latent frames (and the transformer).
+      transformer_layers / transformer_heads / window: the RoPE transformer at the
+        latent rate (0 layers: none); ``window`` limits attention to that many past
+        frames (streaming-friendly), None = full.
+      causal: causal convs and attention (streaming).
+      weight_norm: weight-normalised convs (as DAC).
+    """
+
+    channels: int = 32
+    decoder_channels: int = 256
+    strides: tuple[int, ...] = (2, 4, 6, 10)
+    dilations: tuple[int, ...] = (1, 3, 9)
+    latent_dim: int = 128
+    transformer_layers: int = 2
+    transformer_heads: int = 4
+    window: int | None = None
+    causal: bool = False
+    weight_norm: bool = True
+    dtype: str | None = None
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.strides)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -78,6 +78,7 @@ class AlphaTokenizer(CodecTokenizer[TokenFile]):
     """
 
     codec_name = "alpha codec"
+    run_kind = "tokenizer.alpha"
     config_type = AlphaConfig
     token_file_type = TokenFile
     model_hash = staticmethod(model_hash)

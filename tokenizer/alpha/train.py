@@ -20,16 +20,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from common.config import parse_config
-from common.train.loop import TrainResult, enable_compilation_cache, train
-from common.train.mesh import maybe_initialize_distributed
+from common.console import setup_console
 from tokenizer.alpha.config import PRESETS, AlphaConfig
-from tokenizer.alpha.data import make_data, resolve_data
-from tokenizer.alpha.model import bitrate
-from tokenizer.alpha.training import build_program, log_examples
-from tokenizer.codec.cli import setup_cli_logging
-from tokenizer.codec.train_logging import first_batch, summarize
+
+if TYPE_CHECKING:
+    from common.train.loop import TrainResult
 
 log = logging.getLogger("tokenizer.alpha.train")
 
@@ -41,6 +39,12 @@ SUMMARY_KEYS = ("gen/mel", "gen/ctc", "gen/rec_loss", "disc/loss")
 
 def run(cfg: AlphaConfig) -> TrainResult:
     """Train with a complete config (resolves the data-dependent fields first)."""
+    from common.train.loop import train
+    from tokenizer.alpha.data import make_data, resolve_data
+    from tokenizer.alpha.model import bitrate
+    from tokenizer.alpha.training import build_program, log_examples
+    from tokenizer.codec.train_logging import first_batch
+
     cfg = resolve_data(cfg)
     log.info("alpha codec: %.0f Hz frames, %.0f bit/s", cfg.frame_rate, bitrate(cfg))
     train_data, eval_data = make_data(cfg)
@@ -51,18 +55,23 @@ def run(cfg: AlphaConfig) -> TrainResult:
             log_examples(step, codec, examples, logger, cfg)
 
     try:
-        return train(cfg.train, program=build_program(cfg), train_data=train_data,
-                     eval_data=eval_data, config=cfg,
+        return train(cfg.train, kind="tokenizer.alpha", program=build_program(cfg),
+                     train_data=train_data, eval_data=eval_data, config=cfg,
                      samples_per_step=cfg.data.batch_size, on_log=on_log)
     finally:
         train_data.close()
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
-    setup_cli_logging()
+    setup_console()
+    cfg = parse_config(AlphaConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
+    # The heavy stacks load after parsing: --help and flag errors answer at once.
+    from common.train.loop import enable_compilation_cache
+    from common.train.mesh import maybe_initialize_distributed
+    from tokenizer.codec.train_logging import summarize
+
     maybe_initialize_distributed()
     enable_compilation_cache()
-    cfg = parse_config(AlphaConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
     result = run(cfg)
     what = "stopped (checkpoint saved)" if result.stopped_by_signal else "done"
     print(f"{what} at step {result.step}: {summarize(result.history, SUMMARY_KEYS)}\n"

@@ -1,137 +1,129 @@
-"""The command-line plumbing the codecs' commands share: ``--run`` / ``--step`` and the
-logging setup of every ``infer`` / ``eval`` / ``train``; for ``infer`` (and SNAC's
-``tokens``) input files or folders, reading them with skip counts, encode / decode /
-roundtrip over a tokenizer, the common flags and the closing message.
+"""The command line the codecs' commands share: their option dataclasses (tyro), the
+``encode|decode|roundtrip`` subcommands, the closing message and the exit status.
 
-A tokenizer here is a ``tokenizer.codec.tokenizer.CodecTokenizer``: ``encode``,
-``decode``, ``sample_rate``, ``token_file_type`` (its ``load``), ``run_dir`` and ``step``.
+Only the standard library and tyro load here, so a command's ``--help`` answers before
+jax and the model code are imported; the work itself (reading inputs, encode / decode
+over files) is in ``tokenizer.codec.file_commands``, imported by ``main`` after parsing.
+
+Exit status, the same for every command (``exit_with``): 0 when it produced something
+(unreadable inputs it skipped are reported, not failures), 1 when it produced nothing
+or stopped at an error (printed as ``error: ...``), 2 for usage errors (tyro's, and
+``UsageError``).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-from collections.abc import Callable, Sequence
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal, NoReturn, TypeVar
 
-from tqdm import tqdm
+import tyro
 
-from common.audio.io import AudioLoadError, load_audio, save_audio
-from common.train.checkpoint import CheckpointError
-from tokenizer.codec.token_io import TokenFileError
+T = TypeVar("T")
 
-log = logging.getLogger(__name__)
+# A nested option dataclass whose flags keep their own names (``--run``, not
+# ``--run-args.run``).
+Flat = tyro.conf.arg(name="")
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
-# What a command reports as "error: ..." instead of a traceback.
-CLI_ERRORS = (AudioLoadError, TokenFileError, CheckpointError, FileNotFoundError, ValueError)
-
-
-def checkpoint_step(text: str) -> int | str:
-    """``--step`` values: an int, ``latest`` or ``best``."""
-    return text if text in ("latest", "best") else int(text)
+COMMANDS = {"encode": "audio files -> token files (.npz)",
+            "decode": "token files (.npz) -> audio (.wav)",
+            "roundtrip": "audio files -> tokens -> audio (.wav)"}
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
-    """``--run`` and ``--step``, as the infer and eval commands take them."""
-    p.add_argument("--run", default=None, help="run directory (default: newest under runs/)")
-    p.add_argument("--step", default=None, type=checkpoint_step,
-                   help="checkpoint step, 'latest' (default) or 'best'")
+@dataclasses.dataclass(frozen=True)
+class RunArgs:
+    """Which trained codec to load, and how much the console shows."""
+
+    run: Annotated[str | None, tyro.conf.arg(metavar="DIR")] = None
+    """run directory; without it, the newest run of this codec under runs/"""
+    step: int | Literal["latest", "best"] = "latest"
+    """checkpoint step: a number, 'latest' or 'best'"""
+    verbose: bool = False
+    """show the libraries' start-up logs (also TRC_VERBOSE=1)"""
 
 
-def setup_cli_logging() -> None:
-    """INFO logs with timestamps for the codec commands; orbax's per-call chatter off."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)
+@dataclasses.dataclass(frozen=True)
+class FileArgs:
+    """Inputs and outputs of ``encode|decode|roundtrip``."""
+
+    input: Annotated[tyro.conf.Positional[Path], tyro.conf.arg(metavar="INPUT")]
+    """an audio file / .npz, or a folder of them (searched recursively)"""
+    output: Annotated[tyro.conf.Positional[Path], tyro.conf.arg(metavar="OUTPUT")]
+    """output folder (mirrors a folder input's layout)"""
+    batch_size: int = 8
+    """waveforms per model call"""
+    loudness: bool = True
+    """encode at the training data's loudness (--no-loudness: at the input's level)"""
+    strict: bool = False
+    """stop at the first unreadable file instead of skipping it"""
 
 
-def list_inputs(path: Path, suffixes: Sequence[str]) -> list[tuple[Path, Path]]:
-    """``[(file, path relative to the input root)]`` for a file or a folder."""
-    if path.is_file():
-        return [(path, Path(path.name))]
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
-    if not files:
-        raise FileNotFoundError(f"{path}: no {'/'.join(suffixes)} files in this folder")
-    return [(p, p.relative_to(path)) for p in files]
+def _named(options: type[T], name: str) -> type[T]:
+    """``options`` as the subcommand ``name``: the same flags, ``command`` says which."""
+    return dataclasses.make_dataclass(
+        name.capitalize(), [], bases=(options,), frozen=True,
+        namespace={"command": name, "__doc__": COMMANDS[name],
+                   "__module__": options.__module__})
 
 
-def read_all(items, read: Callable[[Path], Any], strict: bool, what: str):
-    """``(ok [(path, rel, value)], skipped [message])``: every input read; a bad one
-    raises (a single file, or ``strict``) or is skipped, named and counted."""
-    ok, skipped = [], []
-    for path, rel in tqdm(items, desc=f"reading {what}", unit="file", disable=len(items) < 20):
-        try:
-            ok.append((path, rel, read(path)))
-        except (AudioLoadError, TokenFileError) as e:
-            if strict or len(items) == 1:
-                raise
-            log.warning("skipping %s", e)
-            skipped.append(str(e))
-    return ok, skipped
+def parse_codec_command(options: type[T], argv: Sequence[str] | None, *, prog: str,
+                        description: str) -> T:
+    """``encode|decode|roundtrip INPUT OUTPUT [flags]`` parsed into an ``options``
+    instance (a dataclass with ``files: FileArgs``); its ``command`` names the
+    subcommand."""
+    subs = {name: _named(options, name) for name in COMMANDS}
+    return tyro.extras.subcommand_cli_from_dict(subs, prog=prog, description=description,
+                                                args=argv)
 
 
-def read_audio(items, sample_rate: int, strict: bool):
-    """``read_all`` of audio files, mixed to mono at ``sample_rate``."""
-    return read_all(items, lambda p: load_audio(p, sample_rate)[0], strict, "audio")
+def parse(options: type[T], argv: Sequence[str] | None, *, prog: str,
+          description: str) -> T:
+    """A command's flags (no subcommands) into an ``options`` instance."""
+    return tyro.cli(options, args=argv, prog=prog, description=description)
 
 
-def encode_loaded(tok, loaded, **kw) -> list:
-    """Encode ``read_audio``'s waveforms with a progress bar; each token file's
-    ``source`` is its input path."""
-    with tqdm(total=len(loaded), desc="encoding", unit="file") as bar:
-        tokens = tok.encode([w for _, _, w in loaded], progress=bar.update, **kw)
-    for (path, _, _), t in zip(loaded, tokens, strict=True):
-        t.source = str(path)
-    return tokens
-
-
-def codec_command(args: argparse.Namespace, tok, **kw) -> dict:
-    """``args.command`` (encode / decode / roundtrip) from ``args.input`` to
-    ``args.output`` (mirroring a folder's layout) at the tokenizer's ``sample_rate``;
-    ``kw`` go to encode and decode. Returns ``{written, skipped, run_dir, step}``."""
-    out_root, src, sample_rate = Path(args.output), Path(args.input), tok.sample_rate
-    if args.command == "decode":
-        loaded, skipped = read_all(list_inputs(src, (".npz",)), tok.token_file_type.load,
-                                   args.strict, "token files")
-        tokens = [t for _, _, t in loaded]
-    else:
-        loaded, skipped = read_audio(list_inputs(src, AUDIO_SUFFIXES), sample_rate,
-                                     args.strict)
-        tokens = encode_loaded(tok, loaded, **kw)
-    written = []
-    if args.command == "encode":
-        for (_, rel, _), t in zip(loaded, tokens, strict=True):
-            written.append(t.save(out_root / rel.with_suffix(".npz")))
-    else:
-        with tqdm(total=len(tokens), desc="decoding", unit="file") as bar:
-            wavs = tok.decode(tokens, names=[str(p) for p, _, _ in loaded],
-                              progress=bar.update, **kw)
-        for (_, rel, _), w in zip(loaded, wavs, strict=True):
-            written.append(save_audio(out_root / rel.with_suffix(".wav"), w, sample_rate))
-    return {"written": written, "skipped": skipped, "run_dir": tok.run_dir, "step": tok.step}
-
-
-def add_codec_args(p: argparse.ArgumentParser) -> None:
-    """command, input, output, ``--run``/``--step``, ``--batch-size``, ``--no-loudness``,
-    ``--strict``."""
-    p.add_argument("command", choices=("encode", "decode", "roundtrip"))
-    p.add_argument("input", help="an audio file / .npz, or a folder of them")
-    p.add_argument("output", help="output folder")
-    add_run_args(p)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--no-loudness", action="store_true",
-                   help="encode at the input's level instead of the training loudness")
-    p.add_argument("--strict", action="store_true",
-                   help="stop at the first unreadable file instead of skipping it")
-
-
-def print_summary(args: argparse.Namespace, result: dict, codec: str) -> None:
+def print_summary(command: str, output: Path, result: Mapping, codec: str) -> None:
+    """``encode: wrote N files to OUT (codec RUN step S); skipped K unreadable: ...``."""
     skipped = result["skipped"]
-    print(f"{args.command}: wrote {len(result['written'])} files to {args.output} "
+    print(f"{command}: wrote {len(result['written'])} files to {output} "
           f"({codec} {result['run_dir']} step {result['step']})"
           + (f"; skipped {len(skipped)} unreadable: " + "; ".join(skipped) if skipped else ""),
           flush=True)
+
+
+class UsageError(ValueError):
+    """A flag value the command cannot work with (exit status 2, as tyro's own)."""
+
+
+def _cli_errors() -> tuple[type[BaseException], ...]:
+    """What a command reports as ``error: ...`` instead of a traceback: bad inputs and
+    runs (``ValueError``s: unreadable audio, foreign token files, a run of another
+    kind; missing files and runs) and checkpoint errors. The checkpoint module is only
+    asked for when it is loaded: an error raised before it was cannot be one of its."""
+    errors: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+    ckpt = sys.modules.get("common.train.checkpoint")
+    return errors + ((ckpt.CheckpointError,) if ckpt is not None else ())
+
+
+def exit_status(produced: Callable[[], int]) -> int:
+    """Run a command (``produced`` returns how many outputs it made) and return its exit
+    status by the rule in the module doc; errors are printed to stderr."""
+    try:
+        n = produced()
+    except Exception as e:
+        if not isinstance(e, _cli_errors()):
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2 if isinstance(e, UsageError) else 1
+    if n < 1:
+        print("error: nothing was produced (every input was skipped or none was found)",
+              file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def exit_with(produced: Callable[[], int]) -> NoReturn:
+    """``sys.exit(exit_status(produced))``: the ``__main__`` block of every command."""
+    sys.exit(exit_status(produced))

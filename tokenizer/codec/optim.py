@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.train.optim import OptimizerConfig
+from common.train.configs import OptimizerConfig
 
 
 def dac_adamw(lr: float, warmup: int) -> OptimizerConfig:

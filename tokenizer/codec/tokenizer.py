@@ -30,23 +30,12 @@ from flax import nnx
 
 from common.config import config_from_dict
 from common.train.checkpoint import Checkpointer, load_model
-from common.train.loop import TrainConfig, resolve_run_dir
+from common.train.runs import pick_run
 from tokenizer.codec.token_io import CodecTokenFile, TokenFileError, normalize_with_gain
 
 log = logging.getLogger(__name__)
 
 TF = TypeVar("TF", bound=CodecTokenFile)
-
-
-def find_run(run: str | Path | None, runs_root: str | Path = "runs") -> Path:
-    """``run`` itself, or the newest run with checkpoints under ``runs_root``."""
-    if run:
-        path = Path(run)
-        if not (path / "checkpoints").is_dir():
-            raise FileNotFoundError(f"{path}: not a run directory (no checkpoints/ inside); "
-                                    "pass the directory train printed at the end")
-        return path
-    return resolve_run_dir(TrainConfig(run_dir=str(runs_root), resume=True))
 
 
 class CodecTokenizer(abc.ABC, Generic[TF]):
@@ -62,6 +51,7 @@ class CodecTokenizer(abc.ABC, Generic[TF]):
     """
 
     codec_name: ClassVar[str]  # for log messages
+    run_kind: ClassVar[str]  # what run.json calls such runs: the package that trains them
     config_type: ClassVar[type]  # the run config, saved with every checkpoint
     token_file_type: ClassVar[type[CodecTokenFile]]
 
@@ -82,11 +72,16 @@ class CodecTokenizer(abc.ABC, Generic[TF]):
 
     @classmethod
     def from_run(cls, run_dir: str | Path | None = None, *,
-                 step: int | str | None = None, **kwargs):
-        """The codec of a run directory (default: the newest under ``runs/``) at ``step``
-        (an int, ``"latest"`` or ``"best"``); the training data's loudness
-        (``cfg.data.loudness_dbfs``) by default. ``kwargs`` go to the constructor."""
-        run_dir = find_run(run_dir)
+                 step: int | str | None = None, command: str | None = None,
+                 runs_root: str | Path = "runs", **kwargs):
+        """The codec of a run directory (default: the newest run of this codec under
+        ``runs_root``) at ``step`` (an int, ``"latest"`` or ``"best"``); the training
+        data's loudness (``cfg.data.loudness_dbfs``) by default. A run of another kind
+        (``run.json``) or no run at all fails naming it, and ``command`` (default: this
+        method) as the one that needs a ``run_kind`` run. ``kwargs`` go to the
+        constructor."""
+        run_dir = pick_run(run_dir, cls.run_kind, command or f"{cls.__name__}.from_run",
+                           runs_root)
         step = Checkpointer(run_dir, read_only=True).resolve_step(step)
         codec, d = load_model(
             run_dir, lambda d: cls.build_model(config_from_dict(cls.config_type, d)),

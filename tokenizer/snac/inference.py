@@ -72,6 +72,7 @@ class SnacTokenizer(CodecTokenizer[SnacTokenFile]):
     """
 
     codec_name = "SNAC"
+    run_kind = "tokenizer.snac"
     config_type = SnacConfig
     token_file_type = SnacTokenFile
     model_hash = staticmethod(model_hash)

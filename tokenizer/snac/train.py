@@ -21,18 +21,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-
-import jax.numpy as jnp
-import numpy as np
-from flax import nnx
+from typing import TYPE_CHECKING
 
 from common.config import parse_config
-from common.train.loop import TrainResult, enable_compilation_cache, train
-from common.train.mesh import maybe_initialize_distributed
-from tokenizer.codec.cli import setup_cli_logging
-from tokenizer.codec.train_logging import first_batch, log_reconstructions, summarize
+from common.console import setup_console
 from tokenizer.snac.train_config import PRESETS, SnacConfig
-from tokenizer.snac.training import build_program, initial_weights, make_data, resolve_data
+
+if TYPE_CHECKING:
+    from common.train.loop import TrainResult
 
 log = logging.getLogger("tokenizer.snac.train")
 
@@ -44,6 +40,12 @@ SUMMARY_KEYS = ("wav_l1", "stft", "commitment", "gen/wav_l1", "gen/stft")
 
 def log_examples(step: int, codec, batch, logger, cfg: SnacConfig, n: int = 2) -> None:
     """Audio before/after and log-mel spectrograms of the first ``n`` utterances."""
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from tokenizer.codec.train_logging import log_reconstructions
+
     wav = np.asarray(batch["audio"][:n])
     recon = np.asarray(nnx.jit(lambda c, w: c(w).recon)(codec, jnp.asarray(wav)))
     log_reconstructions(step, logger, wav, recon, np.asarray(batch["audio_valid"][:n]),
@@ -52,6 +54,10 @@ def log_examples(step: int, codec, batch, logger, cfg: SnacConfig, n: int = 2) -
 
 def run(cfg: SnacConfig) -> TrainResult:
     """Train with a complete config (resolves data and starting weights first)."""
+    from common.train.loop import train
+    from tokenizer.codec.train_logging import first_batch
+    from tokenizer.snac.training import build_program, initial_weights, make_data, resolve_data
+
     cfg, weights = initial_weights(resolve_data(cfg))
     m = cfg.model
     log.info("SNAC %d Hz: codes at %s Hz, %.2f kbit/s; frozen: %s", m.sampling_rate,
@@ -65,17 +71,23 @@ def run(cfg: SnacConfig) -> TrainResult:
             log_examples(step, codec, examples, logger, cfg)
 
     try:
-        return train(cfg.train, program=build_program(cfg, weights), train_data=train_data,
+        return train(cfg.train, kind="tokenizer.snac", init_from=cfg.init_from or None,
+                     program=build_program(cfg, weights), train_data=train_data,
                      eval_data=eval_data, config=cfg, on_log=on_log)
     finally:
         train_data.close()
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
-    setup_cli_logging()
+    setup_console()
+    cfg = parse_config(SnacConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
+    # The heavy stacks load after parsing: --help and flag errors answer at once.
+    from common.train.loop import enable_compilation_cache
+    from common.train.mesh import maybe_initialize_distributed
+    from tokenizer.codec.train_logging import summarize
+
     maybe_initialize_distributed()
     enable_compilation_cache()
-    cfg = parse_config(SnacConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
     result = run(cfg)
     what = "stopped (checkpoint saved)" if result.stopped_by_signal else "done"
     best = [h for h in result.eval_history if "eval/loss" in h]

@@ -18,12 +18,14 @@ import dataclasses
 from typing import Literal
 
 from common.data.sources import SourceConfig
-from common.train.checkpoint import CheckpointConfig
-from common.train.gan import GANConfig
-from common.train.logging import LoggingConfig
-from common.train.loop import TrainConfig
-from common.train.optim import OptimizerConfig
-from tokenizer.codec.discriminators import DiscriminatorConfig
+from common.train.configs import (
+    CheckpointConfig,
+    GANConfig,
+    LoggingConfig,
+    OptimizerConfig,
+    TrainConfig,
+)
+from tokenizer.codec.configs import DiscriminatorConfig
 from tokenizer.codec.optim import dac_adamw
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
 

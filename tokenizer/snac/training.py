@@ -100,7 +100,7 @@ def initial_weights(cfg: SnacConfig) -> tuple[SnacConfig, nnx.State | None]:
                                                   rngs=nnx.Rngs(0)))
         model_cfg = config_from_dict(SnacConfig, d).model
     else:
-        from tokenizer.snac.convert import load_pretrained
+        from tokenizer.snac.pytorch_weights import load_pretrained
 
         model = load_pretrained(src)
         model_cfg = model.cfg

@@ -234,7 +234,7 @@ def test_gan_program_trains_and_resumes_exactly_in_the_loop(tmp_path):
                                                 log_every=1))
         program = gan_program(Gen, Disc, gen_fn, disc_fn, optax.adam(1e-3), optax.adam(1e-3),
                               GANConfig(disc_start_step=2, r1_weight=1.0))
-        return train(cfg, program=program, train_data=WaveIterator(),
+        return train(cfg, kind="tests.gan", program=program, train_data=WaveIterator(),
                      eval_data=WaveIterator, config={"kind": "gan"})
 
     full = run(6, False)
@@ -264,6 +264,7 @@ def test_gan_program_accumulates_in_the_loop(tmp_path):
                       logging=LoggingConfig(wandb_mode="disabled", progress=False, log_every=1))
     program = gan_program(Gen, Disc, gen_fn, disc_fn, optax.adam(1e-3), optax.adam(1e-3),
                           GANConfig(r1_weight=1.0), grad_accum=cfg.grad_accum)
-    result = train(cfg, program=program, train_data=WaveIterator(), config={"kind": "gan"})
+    result = train(cfg, kind="tests.gan", program=program, train_data=WaveIterator(),
+                   config={"kind": "gan"})
     assert [h["step"] for h in result.history] == [1, 2]
     assert all(np.isfinite(v) for h in result.history for v in h.values())

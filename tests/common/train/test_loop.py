@@ -15,6 +15,7 @@ from common.train.loop import NonFiniteError, TrainConfig, resolve_optim, train
 from common.train.mesh import MeshConfig, make_mesh, state_shardings
 from common.train.optim import OptimizerConfig, make_optimizer
 from common.train.program import supervised_program
+from common.train.runs import RunKindError, read_run_info
 from tests.common.train.toy import Toy, ToyConfig, ToyIterator, toy_loss
 
 TOY = ToyConfig(dim=16, layers=1, heads=2, kv_heads=1)
@@ -33,11 +34,11 @@ def _cfg(tmp_path, **kw) -> TrainConfig:
     return dataclasses.replace(base, **kw)
 
 
-def _train(cfg: TrainConfig, data=None, **kw):
+def _train(cfg: TrainConfig, data=None, kind="tests.toy", **kw):
     program = supervised_program(lambda rngs: Toy(TOY, rngs=rngs), toy_loss,
                                  make_optimizer(resolve_optim(cfg)), seed=cfg.seed,
                                  grad_accum=cfg.grad_accum)
-    return train(cfg, program=program,
+    return train(cfg, kind=kind, program=program,
                  train_data=data if data is not None else ToyIterator(seed=1, batch=8),
                  config={"model": dataclasses.asdict(TOY)}, **kw)
 
@@ -57,6 +58,10 @@ def test_resume_continues_exactly(tmp_path):
     assert _losses(resumed, 6) == _losses(full, 6)
     losses = _losses(full, 1)
     assert losses[-1] < losses[0]
+    # The run says what it holds; resuming it as another kind fails before any compiling.
+    assert read_run_info(resumed.run_dir).kind == "tests.toy"
+    with pytest.raises(RunKindError, match=r"is a tests\.toy run"):
+        _train(_cfg(tmp_path / "b", steps=9, resume=True), kind="tests.other")
 
 
 @pytest.mark.slow
@@ -161,5 +166,6 @@ def test_grad_accum_the_program_was_not_built_for_fails(tmp_path):
     program = supervised_program(lambda rngs: Toy(TOY, rngs=rngs), toy_loss,
                                  make_optimizer(_cfg(tmp_path).optim))
     with pytest.raises(ValueError, match=r"train\.grad_accum is 2"):
-        train(_cfg(tmp_path, grad_accum=2), program=program,
+        train(_cfg(tmp_path, grad_accum=2), kind="tests.toy", program=program,
               train_data=ToyIterator(seed=1, batch=8))
+    assert not (tmp_path / "run").exists()  # a refused start leaves no run behind

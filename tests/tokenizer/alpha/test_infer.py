@@ -16,6 +16,7 @@ from tests.tokenizer.alpha.test_model import micro
 from tokenizer.alpha.infer import main
 from tokenizer.alpha.inference import AlphaTokenizer, TokenFile, model_hash
 from tokenizer.alpha.model import AlphaCodec
+from tokenizer.codec.cli import exit_status
 from tokenizer.codec.token_io import TokenFileError
 
 pytestmark = pytest.mark.xdist_group("alpha_run")
@@ -113,6 +114,29 @@ def test_bad_inputs_are_named(alpha_run, audio_dir, tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(TokenFileError, match=r"junk\.npz: not an alpha token file"):
         TokenFile.load(tmp_path / "junk.npz")
+
+
+@pytest.mark.slow  # the trained run (a train subprocess)
+def test_decoding_only_another_codecs_tokens_exits_1(alpha_run, tmp_path, capsys):
+    from tokenizer.snac.inference import SnacTokenFile
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        SnacTokenFile(codes=[rng.integers(0, 64, n) for n in (4, 8, 16)], strides=(4, 2, 1),
+                      codebook_size=64, sample_rate=24000, num_samples=16 * 512,
+                      config_hash="x", step=0).save(tmp_path / "snac" / f"{i}.npz")
+    result = {}
+
+    def decode():
+        result.update(main(["decode", str(tmp_path / "snac"), str(tmp_path / "out"),
+                            "--run", str(alpha_run[0])]))
+        return len(result["written"])
+
+    assert exit_status(decode) == 1
+    assert result["written"] == [] and len(result["skipped"]) == 3
+    out, err = capsys.readouterr()
+    assert "wrote 0 files" in out and "skipped 3 unreadable" in out
+    assert "nothing was produced" in err
 
 
 @pytest.mark.slow  # compiles a streaming and an offline codec

@@ -11,6 +11,7 @@ from flax import nnx
 
 from common.config import config_from_dict
 from common.train.checkpoint import load_model
+from common.train.runs import read_run_info
 from tests.tokenizer.alpha.runs import run_train, train_flags
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.model import AlphaCodec
@@ -38,6 +39,9 @@ def test_train_leaves_checkpoint_config_and_logs(alpha_run):
     assert f"run directory: {run_dir}" in out
     steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
     assert steps == [2, 4]
+    info = read_run_info(run_dir)
+    assert (info.kind, info.weights, info.config_class) == (
+        "tokenizer.alpha", "trained", "tokenizer.alpha.config.AlphaConfig")
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["quantizer"]["phoneme_vocab"] > 2  # resolved from the corpus's vocabulary
     final = _final(out)

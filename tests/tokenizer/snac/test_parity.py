@@ -21,14 +21,14 @@ from common.data.espeak import SAMPLE_RATE, Voice, synthesize
 from common.train.torch_weights import load_torch_state_dict
 from tests.oracle import require_oracle, run_oracle
 from tokenizer.snac.config import MODEL_PRESETS
-from tokenizer.snac.convert import (
+from tokenizer.snac.model import SNAC
+from tokenizer.snac.pytorch_weights import (
     DERIVED,
     ConversionError,
     load_pretrained,
     load_state_dict,
     to_state_dict,
 )
-from tokenizer.snac.model import SNAC
 
 AUDIO_TOL = 1e-4
 # One worker for the module: each oracle case (a torch run and a conversion) is built

@@ -16,14 +16,15 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from common.data.corpus import build_corpus
+from common.train.runs import read_run_info
 from tests.settings import ROOT, TEST_XLA_FLAGS
 from tests.tokenizer.corpus import CORPUS
 from tokenizer.codec.token_io import TokenFileError, normalize_with_gain
 from tokenizer.snac import convert, infer
 from tokenizer.snac.config import MODEL_PRESETS, SnacModelConfig
-from tokenizer.snac.convert import to_state_dict
 from tokenizer.snac.inference import SnacTokenFile, SnacTokenizer
 from tokenizer.snac.model import SNAC
+from tokenizer.snac.pytorch_weights import find_weights, to_state_dict
 from tokenizer.snac.train_config import CurriculumConfig
 
 # The tests of the trained run (a train subprocess: slow) share it on one worker; the
@@ -70,6 +71,8 @@ def test_curriculum_run_trains_and_checkpoints(snac_run):
     assert "best eval/loss" in out
     steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
     assert steps[-1] == 6 and {2, 4} <= set(steps)
+    assert (read_run_info(run_dir).kind, read_run_info(run_dir).weights) == \
+        ("tokenizer.snac", "trained")
     cfg = json.loads((run_dir / "config.json").read_text())
     assert SnacModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in cfg["model"].items()}) == RUN_MODEL
@@ -148,6 +151,8 @@ def test_convert_cli_from_pytorch_layout(tmp_path, rng):
     save_file(to_state_dict(model), str(src / "model.safetensors"))
     (src / "config.json").write_text(json.dumps(cfg.published()))
     out = convert.main([str(src), str(tmp_path / "converted")])
+    info = read_run_info(out)
+    assert (info.kind, info.weights, info.source) == ("tokenizer.snac", "converted", str(src))
     tok = SnacTokenizer.from_run(out, bucket_seconds=0, loudness_dbfs=None)
     x = rng.uniform(-0.5, 0.5, 4096).astype(np.float32)
     codes = tok.encode([x])[0].codes
@@ -155,4 +160,4 @@ def test_convert_cli_from_pytorch_layout(tmp_path, rng):
     for a, b in zip(codes, want, strict=True):
         np.testing.assert_array_equal(a, np.asarray(b)[0])
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
-        convert.find_weights(src / "model.safetensors", tmp_path / "missing.json")
+        find_weights(src / "model.safetensors", tmp_path / "missing.json")

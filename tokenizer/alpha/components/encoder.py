@@ -18,9 +18,6 @@ the attention sees no further back than ``context_frames`` (always, with a ``win
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -30,51 +27,20 @@ from common.nn.attention import KVCache
 from common.nn.conv import Conv
 from common.nn.transformer import TransformerConfig, TransformerStack
 from tokenizer.alpha.components.blocks import DownBlock, UpBlock
+from tokenizer.alpha.config import ConvStackConfig
 from tokenizer.codec.masks import apply_mask, frame_valids, positions_from_valid
 
 
-@dataclasses.dataclass(frozen=True)
-class ConvStackConfig:
-    """Shared by the encoder and decoder (the decoder runs the strides in reverse).
-
-    Attributes:
-      channels: encoder channels after the input conv (doubled by every down block).
-      decoder_channels: decoder channels before the first up block (halved by each).
-      strides: downsampling factors; their product is the hop (samples per latent frame).
-      dilations: of the residual units in every block.
-      latent_dim: width of the latent frames (and the transformer).
-      transformer_layers / transformer_heads / window: the RoPE transformer at the
-        latent rate (0 layers: none); ``window`` limits attention to that many past
-        frames (streaming-friendly), None = full.
-      causal: causal convs and attention (streaming).
-      weight_norm: weight-normalised convs (as DAC).
-    """
-
-    channels: int = 32
-    decoder_channels: int = 256
-    strides: tuple[int, ...] = (2, 4, 6, 10)
-    dilations: tuple[int, ...] = (1, 3, 9)
-    latent_dim: int = 128
-    transformer_layers: int = 2
-    transformer_heads: int = 4
-    window: int | None = None
-    causal: bool = False
-    weight_norm: bool = True
-    dtype: str | None = None
-
-    @property
-    def hop(self) -> int:
-        return math.prod(self.strides)
-
-    def transformer(self) -> TransformerConfig:
-        return TransformerConfig(dim=self.latent_dim, num_layers=self.transformer_layers,
-                                 num_heads=self.transformer_heads, causal=self.causal,
-                                 window=self.window, dtype=self.dtype)
+def transformer_config(cfg: ConvStackConfig) -> TransformerConfig:
+    """The latent-rate transformer of a conv stack."""
+    return TransformerConfig(dim=cfg.latent_dim, num_layers=cfg.transformer_layers,
+                             num_heads=cfg.transformer_heads, causal=cfg.causal,
+                             window=cfg.window, dtype=cfg.dtype)
 
 
 class _LatentTransformer(nnx.Module):
     def __init__(self, cfg: ConvStackConfig, *, rngs: nnx.Rngs):
-        self.stack = (TransformerStack(cfg.transformer(), rngs=rngs)
+        self.stack = (TransformerStack(transformer_config(cfg), rngs=rngs)
                       if cfg.transformer_layers > 0 else None)
 
     def __call__(self, h: jax.Array, valid: jax.Array) -> jax.Array:

@@ -1,0 +1,24 @@
+"""Every command answers ``--help`` and parses its flags before the heavy stacks load:
+importing a command module imports no jax, flax, orbax, grain, datasets or wandb."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+COMMANDS = ("tokenizer.alpha.infer", "tokenizer.alpha.eval", "tokenizer.alpha.train",
+            "tokenizer.snac.infer", "tokenizer.snac.convert", "tokenizer.snac.tokens",
+            "tokenizer.snac.train")
+HEAVY = ("jax", "flax", "orbax", "grain", "datasets", "wandb")
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_command_module_imports_no_heavy_stack(module):
+    code = (f"import sys, {module}; "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]", f"{module} imports {out.strip()} before parsing its flags"
