@@ -21,7 +21,7 @@ duration reaches ``hours``. So the files are bit-identical whatever ``workers`` 
 build goes to a hidden sibling directory renamed into place at the end: an interrupted
 build never looks complete.
 
-CLI: ``python -m common.data.corpus --out DIR --hours H --sample-rate SR [--languages ...]
+CLI: ``python -m common.data.build_corpus --out DIR --hours H --sample-rate SR [--languages ...]
 [--num-speakers N] [--seed S] [--workers W] [--holdout-speakers K]
 [--holdout-languages ...]``. Training entry points call ``default_corpus()``, which
 builds a small corpus into the cache directory once.
@@ -37,14 +37,13 @@ import logging
 import os
 import pathlib
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from common.data.corpus_worker import ShardError, run_shards
+from common.data.corpus_worker import run_shards
 from common.data.records import DataError, make_record
 from common.data.sentences import load_sentences, sentence_languages
 from common.data.speakers import Speaker, plan_speakers
@@ -428,36 +427,9 @@ def default_corpus(sample_rate: int = 24_000, hours: float = 0.25, **overrides: 
     return path
 
 
-# ------------------------------------------------------------------------------ CLI
-
-
 def summary_line(summary: dict, out: str | os.PathLike) -> str:
     splits = " / ".join(f"{s} {v['utterances']}" for s, v in summary["splits"].items())
     return (f"{out}: {summary['hours']:.3f} h, {summary['utterances']} utterances ({splits}), "
             f"{summary['speakers']} speakers, {len(summary['languages'])} languages "
             f"({', '.join(summary['languages'])}), {summary['wall_seconds']:.1f} s wall, "
             f"{summary['speed']:.0f} audio s per wall s ({summary['workers']} workers)")
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    from common.config import parse_config
-    from common.console import setup_console
-
-    setup_console()
-    cfg = parse_config(CorpusConfig, PRESETS, argv, default_preset="default",
-                       description="Generate the embedded espeak-ng speech corpus "
-                                   "(an HF audio-folder dataset) into --out.")
-    if cfg.out is None:
-        print("error: --out DIR is required", file=sys.stderr)
-        raise SystemExit(2)
-    try:
-        summary = build_corpus(cfg, progress=True)
-    except (FileExistsError, CorpusError, ShardError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    print(summary_line(summary, cfg.out))
-    return summary
-
-
-if __name__ == "__main__":
-    main()

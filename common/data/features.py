@@ -2,7 +2,7 @@
 
 An extractor turns a decoded record (``common.data.bad_input.decode_record``'s output:
 the record fields plus ``audio`` float32 ``[N]`` at ``sample_rate``) into a dict of
-arrays and strings that ``common.data.preprocess`` stores in ArrayRecord shards. It
+arrays and strings that ``common.data.preprocessing`` stores in ArrayRecord shards. It
 declares what it writes in ``spec()``: ``{key: (shape, dtype)}`` with ``None`` for a
 variable (time) dimension and dtype a numpy dtype name, or ``"str"``/``"int"``/``"float"``
 for Python values. ``info()`` (optional) gives static facts a consumer needs to align
@@ -40,7 +40,7 @@ class ExtractorError(ValueError):
 
 @runtime_checkable
 class FeatureExtractor(Protocol):
-    """What ``common.data.preprocess`` needs from an extractor.
+    """What ``common.data.preprocessing`` needs from an extractor.
 
     ``sample_rate``: the rate of the ``audio`` it is given (the runner resamples), or
     None if it does not read audio.

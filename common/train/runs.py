@@ -1,5 +1,5 @@
-"""What a run directory holds, and finding runs: ``run_dir/run.json`` and ``python -m
-common.train.runs [ROOT]``.
+"""What a run directory holds, and finding runs: ``run_dir/run.json``; ``python -m
+common.train.list_runs [ROOT]`` prints them.
 
 A run directory (``runs/<name>/``: ``checkpoints/``, ``config.json``) says which model it
 holds in ``run.json``::
@@ -29,19 +29,16 @@ import datetime
 import json
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
-
-import tyro
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 WEIGHTS = ("trained", "converted", "random")
 UNKNOWN = "unknown"
-LIST_COMMAND = "python -m common.train.runs"
+LIST_COMMAND = "python -m common.train.list_runs"
 
 # Runs from before run.json: a config's top-level keys that only that kind's config has.
 # Strings only: common imports nothing from the model packages.
@@ -268,7 +265,7 @@ def pick_run(run: str | os.PathLike | None, kind: str, command: str,
 
 
 def format_runs(runs: Sequence[RunSummary]) -> str:
-    """The table ``python -m common.train.runs`` prints."""
+    """The table ``python -m common.train.list_runs`` prints."""
     head = ("NAME", "KIND", "WEIGHTS", "STEP", "BEST", "CREATED")
     rows = [head] + [(
         r.name, r.kind, r.weights, "-" if r.latest_step is None else str(r.latest_step),
@@ -277,36 +274,3 @@ def format_runs(runs: Sequence[RunSummary]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in rows)
-
-
-@dataclasses.dataclass(frozen=True)
-class ListRuns:
-    """List the runs under ROOT: kind, where the weights came from, latest checkpoint
-    step, best checkpoint, creation time (UTC).
-
-    Attributes:
-      root: directory that holds the runs.
-      verbose: show library start-up logs (also TRC_VERBOSE=1).
-    """
-
-    root: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="ROOT")] = "runs"
-    verbose: bool = False
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from common.console import setup_console
-
-    args = tyro.cli(ListRuns, args=argv, prog=LIST_COMMAND,
-                    description=" ".join(ListRuns.__doc__.split("\n\n")[0].split()))
-    setup_console(args.verbose)
-    runs = list_runs(args.root)
-    if not runs:
-        print(f"no runs under {Path(args.root).absolute()} (a run is a directory with "
-              f"{RUN_FILE} or checkpoints/)", file=sys.stderr)
-        return 1
-    print(format_runs(runs))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

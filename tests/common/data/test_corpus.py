@@ -285,11 +285,11 @@ def test_failed_build_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "common.data.corpus", *args],
+    return subprocess.run([sys.executable, "-m", "common.data.build_corpus", *args],
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.slow  # three runs of `python -m common.data.corpus`
+@pytest.mark.slow  # three runs of `python -m common.data.build_corpus`
 def test_cli(tmp_path):
     out = tmp_path / "cli"
     args = ["--out", str(out), "--hours", "0.002", "--sample-rate", "24000",

@@ -1,4 +1,4 @@
-"""run.json, finding runs by kind and ``python -m common.train.runs`` (plain files: fake
+"""run.json, finding runs by kind and ``python -m common.train.list_runs`` (plain files: fake
 runs with orbax's directory layout, no training)."""
 
 import dataclasses
@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from common.train.list_runs import main
 from common.train.runs import (
     RUN_FILE,
     NoRunError,
@@ -14,7 +15,6 @@ from common.train.runs import (
     format_runs,
     latest_run,
     list_runs,
-    main,
     pick_run,
     read_run_info,
     require_kind,
@@ -74,7 +74,7 @@ def test_require_kind_names_both_kinds_and_the_command(tmp_path):
     with pytest.raises(RunKindError) as e:
         require_kind(tmp_path / "x", "tokenizer.alpha", "tokenizer.alpha.infer")
     assert str(e.value) == (f"{tmp_path / 'x'} is a tokenizer.snac run; tokenizer.alpha.infer "
-                            "needs a tokenizer.alpha run (see `python -m common.train.runs`)")
+                            "needs a tokenizer.alpha run (see `python -m common.train.list_runs`)")
     # A run that cannot tell its kind is let through (loading it will tell).
     fake_run(tmp_path / "old", config={"model": {}})
     assert require_kind(tmp_path / "old", "tokenizer.alpha", "x").kind == "unknown"

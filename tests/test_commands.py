@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
-COMMANDS = ("tokenizer.alpha.infer", "tokenizer.alpha.eval", "tokenizer.alpha.train",
+COMMANDS = ("common.data.build_corpus", "common.data.preprocess", "common.train.list_runs",
+            "tokenizer.alpha.infer", "tokenizer.alpha.eval", "tokenizer.alpha.train",
             "tokenizer.snac.infer", "tokenizer.snac.convert", "tokenizer.snac.tokens",
             "tokenizer.snac.train")
 HEAVY = ("jax", "flax", "orbax", "grain", "datasets", "wandb")

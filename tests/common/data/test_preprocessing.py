@@ -19,7 +19,8 @@ from common.data import shards
 from common.data.bad_input import BadInputConfig, BadInputError, decode_record
 from common.data.extractors import F0, LogMel, yin
 from common.data.features import ExtractorError, build_extractors, register_extractor
-from common.data.preprocess import finalize, main, preprocess, worker_slot
+from common.data.preprocess import main
+from common.data.preprocessing import finalize, preprocess, worker_slot
 from common.data.records import make_record
 from common.data.shards import ShardError, ShardSource
 from common.data.vocab import Vocab
@@ -161,7 +162,7 @@ def test_f0_of_a_sine_with_a_pause(method):
 
 
 def test_build_extractors_arguments_and_errors(tmp_path):
-    setups = build_extractors(["logmel", "f0", "tests.common.data.test_preprocess:energy"],
+    setups = build_extractors(["logmel", "f0", "tests.common.data.test_preprocessing:energy"],
                               ["logmel.n_mels=40", "f0.method=pyin", "energy.scale=2.5",
                                "logmel.fmax=none"], defaults={"sample_rate": 24000})
     lm, f0, en = (s.extractor for s in setups)
@@ -185,7 +186,7 @@ def test_build_extractors_arguments_and_errors(tmp_path):
         build_extractors(["f0"], ["method=crepe"])
     register_extractor("test_clash", lambda: Energy())
     with pytest.raises(ExtractorError, match="'energy' is written by both"):
-        build_extractors(["tests.common.data.test_preprocess:energy", "test_clash"])
+        build_extractors(["tests.common.data.test_preprocessing:energy", "test_clash"])
     with pytest.raises(ValueError, match="not a vocabulary"):
         build_extractors(["text"], [f"vocab={tmp_path / 'missing.json'}"])
 
@@ -197,7 +198,7 @@ def _setups(tmp_path):
     Vocab.from_texts([f"hello {i}" for i in range(9)]).save(tmp_path / "text_vocab.json")
     Vocab.from_texts(["həlˈoʊ"]).save(tmp_path / "ph_vocab.json")
     return build_extractors(
-        ["logmel", "f0", "text", "audio", "tests.common.data.test_preprocess:energy"],
+        ["logmel", "f0", "text", "audio", "tests.common.data.test_preprocessing:energy"],
         [f"text.vocab={tmp_path / 'text_vocab.json'}",
          f"text.phoneme_vocab={tmp_path / 'ph_vocab.json'}", "audio.dtype=int16",
          "energy.sample_rate=16000"], defaults={"sample_rate": SR})
@@ -266,7 +267,7 @@ def test_two_workers_give_one_index(tmp_path, corpus):
 def test_resume_after_interruption(tmp_path, corpus):
     records, good = corpus
     out = tmp_path / "shards"
-    setups = build_extractors(["text", "tests.common.data.test_preprocess:energy"],
+    setups = build_extractors(["text", "tests.common.data.test_preprocessing:energy"],
                               defaults={"sample_rate": SR})
     _HOOK["fail_after"] = 3  # u0, u1, u3 pass; dies on u4 in shard 2 (u2 and u5 are bad)
     try:
@@ -347,7 +348,7 @@ def test_cli_end_to_end_with_a_crash(tmp_path, capsys):
     out = tmp_path / "shards"
     cmd = [sys.executable, "-m", "common.data.preprocess", "--output", str(out),
            "--source.kind", "ljspeech", "--source.path", str(root), "--extractors", "logmel",
-           "f0", "text", "tests.common.data.test_preprocess:energy", "--extractor-arg",
+           "f0", "text", "tests.common.data.test_preprocessing:energy", "--extractor-arg",
            "logmel.n_mels=40", "--extractor-arg", "energy.scale=2", "--shard-size", "2",
            "--sample-rate", "22050", "--no-progress"]
     env = {**os.environ, "TRC_TEST_CRASH_AFTER": "1", "PYTHONPATH": str(REPO)}
