@@ -131,6 +131,7 @@ def test_infeasible_alignment_is_flagged(rng):
     assert_close(per_seq[1], ref_ctc_nll(logits[1, :3], [1, 1], 0), 1e-4)
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_jit_grad_bf16(rng):
     logits, fv, labels, lv, seqs, _ = make_batch(rng)
     logits = jnp.asarray(logits, jnp.float32)

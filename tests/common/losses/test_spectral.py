@@ -143,6 +143,7 @@ def test_mrstft_left_padding(rng):
     assert_close(left, ref_mrstft(pred, target, lengths, SMALL)[0], 1e-4)
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_mrstft_shapes_jit_bf16_and_grads(rng):
     pred, target = (jnp.asarray(a, jnp.float32) for a in signals(rng, 2, 1024))
     lengths = jnp.array([1024, 900])
@@ -234,6 +235,7 @@ def test_mel_l1_matches_reference(rng):
     assert set(metrics) == {"loss", "mel_l1"}
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_mel_losses_jit_bf16_and_grads(rng):
     pred, target = (jnp.asarray(a, jnp.float32) for a in signals(rng, 2, 1024))
     lengths = jnp.array([1024, 777])

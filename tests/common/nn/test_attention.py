@@ -77,6 +77,7 @@ def _module_reference(attn: Attention, x, context=None, *, positions, kv_positio
 
 
 @pytest.mark.parametrize("kv_heads,qpas", [(4, None), (2, 32.0), (1, None)])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_self_attention_module_matches_float64(rng, kv_heads, qpas):
     rope = RoPEConfig(base=500.0, fraction=0.5)
     attn = Attention(32, 4, num_kv_heads=kv_heads, causal=True, rope=rope,
@@ -94,6 +95,7 @@ def test_self_attention_module_matches_float64(rng, kv_heads, qpas):
     assert_close(out, ref, 1e-5, where=np.asarray(valid))
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_left_padding_does_not_change_valid_outputs(rng):
     attn = Attention(16, 2, causal=True, rope=RoPEConfig(), rngs=nnx.Rngs(1))
     x = jnp.asarray(rng.standard_normal((1, 4, 16)), jnp.float32)
@@ -131,6 +133,7 @@ def test_cross_attention_with_rope_and_precomputed_context(rng):
      dict(num_kv_heads=1, rope=RoPEConfig(fraction=0.5), window=3),
      dict(alibi=True, softcap=20.0)],
     ids=["gqa-rope", "mqa-window", "alibi-softcap"])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_kv_cache_prefill_and_decode_equal_full_pass(rng, kw):
     attn = Attention(32, 4, causal=True, rngs=nnx.Rngs(3), **kw)
     b, t, prompt = 2, 9, 4
@@ -161,6 +164,7 @@ def test_kv_cache_prefill_and_decode_equal_full_pass(rng, kw):
     assert_close(decoded, full, 1e-5, where=np.asarray(valid))
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_kv_cache_default_positions_continue_and_overflow_is_refused(rng):
     attn = Attention(16, 2, causal=True, rope=RoPEConfig(), rngs=nnx.Rngs(4))
     x = jnp.asarray(rng.standard_normal((1, 5, 16)), jnp.float32)
@@ -180,6 +184,7 @@ def test_cache_pytree_roundtrip():
     assert jax.tree.unflatten(tree, leaves).max_len == 4
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_params_have_logical_axes_and_grads_are_finite(rng):
     attn = Attention(16, 4, num_kv_heads=2, qk_norm=True, use_bias=True, causal=True,
                      rope=RoPEConfig(), rngs=nnx.Rngs(5))

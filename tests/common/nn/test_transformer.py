@@ -35,6 +35,7 @@ def _x(rng, b=2, t=7, d=32):
 
 
 @pytest.mark.parametrize("post_norm,norm", [(False, "rms"), (True, "rms"), (False, "layer")])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_scan_equals_python_loop(rng, post_norm, norm):
     cfg = dataclasses.replace(BASE, post_norm=post_norm, norm=norm)
     scanned = TransformerStack(cfg, rngs=nnx.Rngs(0))

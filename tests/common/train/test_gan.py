@@ -114,6 +114,7 @@ def _manual_gen_losses(state, gdefs, cfg, batch):
 
 
 @pytest.mark.parametrize("last_layer", ["", "b/"])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_adaptive_weight_matches_separate_gradients(last_layer):
     cfg = GANConfig(adaptive_weight=True, last_layer=last_layer, adv_weight=0.5)
     state, step, gdefs = _setup(cfg)

@@ -50,6 +50,7 @@ def one_device_run():
 # (2, 2, 2) uses every mesh axis at once: the fast check; the others compile steps of their own.
 @pytest.mark.parametrize("shape", [pytest.param((8, 1, 1), marks=pytest.mark.slow),
                                    pytest.param((4, 2, 1), marks=pytest.mark.slow), (2, 2, 2)])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_sharded_step_equals_one_device(one_device_run, shape):
     losses1, params1 = one_device_run
     losses8, params8 = _run(MeshConfig(*shape))
@@ -134,6 +135,7 @@ def test_nonfinite_updates_are_skipped_and_counted():
     assert int(state.nonfinite_total) == 2
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_bf16_compute_keeps_f32_params_and_eval_step():
     cfg = dataclasses.replace(ToyConfig(), dtype="bfloat16")
     tx = optax.adam(1e-3)

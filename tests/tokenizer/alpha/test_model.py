@@ -53,6 +53,7 @@ def _batch(b=2, n=400, seed=0):
 # The default quantizer is the fast check; the others are each tested in quantizers/.
 @pytest.mark.parametrize("kind", ["phoneme_bsq", *(pytest.param(k, marks=pytest.mark.slow)
                                                   for k in ("bsq", "vq", "rvq", "fsq"))])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_encode_decode_matches_forward(kind):
     cfg = micro(kind)
     codec = AlphaCodec(cfg, rngs=nnx.Rngs(0))
@@ -71,6 +72,7 @@ def test_encode_decode_matches_forward(kind):
     assert_params_have_axes(codec)
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_bitrate_and_presets():
     cfg = PRESETS["small"]
     assert cfg.frame_rate == 50.0
@@ -84,6 +86,7 @@ def test_bitrate_and_presets():
         AlphaCodec(AlphaConfig(), rngs=nnx.Rngs(0))
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_generator_loss_terms_and_weights():
     cfg = micro()
     codec = AlphaCodec(cfg, rngs=nnx.Rngs(0))

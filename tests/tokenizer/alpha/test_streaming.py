@@ -33,6 +33,7 @@ def _speechlike(n, seed=0):
     ("phoneme_bsq", None, 1),
     pytest.param("rvq", 6, 2, marks=pytest.mark.slow),
     pytest.param("fsq", None, 0, marks=pytest.mark.slow)])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_stream_matches_offline(kind, window, layers):
     cfg = causal(kind, window, layers)
     codec = AlphaCodec(cfg, rngs=nnx.Rngs(1))

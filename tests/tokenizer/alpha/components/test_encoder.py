@@ -23,6 +23,7 @@ def _models(cfg):
 
 # The non-causal stack also runs in every codec test (test_model.py); causal is the fast check.
 @pytest.mark.parametrize("causal", [pytest.param(False, marks=pytest.mark.slow), True])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_shapes_axes_and_range(causal):
     cfg = _cfg(causal)
     enc, dec = _models(cfg)
@@ -48,6 +49,7 @@ def test_length_must_be_multiple_of_hop():
 
 
 @pytest.mark.parametrize("causal", [pytest.param(False, marks=pytest.mark.slow), True])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_left_padding_invariance(causal):
     """Padding before an utterance (a hop multiple, filled with garbage) changes nothing
     on its valid frames or samples: batches of mixed lengths are exact."""
@@ -67,6 +69,7 @@ def test_left_padding_invariance(causal):
     assert float(jnp.max(jnp.abs(yp[:, :pad]))) == 0.0
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_causal_mode_ignores_the_future():
     cfg = _cfg(True, window=None)
     enc, dec = _models(cfg)

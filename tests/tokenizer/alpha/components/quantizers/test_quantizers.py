@@ -42,6 +42,7 @@ ALL = {
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_shapes_decode_and_axes(name):
     q = ALL[name]()
     q.eval()  # no EMA update, so decode sees the codebook the forward used
