@@ -61,6 +61,7 @@ def test_layers_are_stacked_with_logical_axes():
 # "full" is the fast check; each policy compiles a forward and a backward of its own.
 @pytest.mark.parametrize("remat", ["full", pytest.param("dots", marks=pytest.mark.slow),
                                    pytest.param("dots_no_batch", marks=pytest.mark.slow)])
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_remat_gives_the_same_gradients(rng, remat):
     x = _x(rng)
     loss = lambda m: jnp.mean(m(x) ** 2)
@@ -73,6 +74,7 @@ def test_remat_gives_the_same_gradients(rng, remat):
         assert_close(b, a, 1e-5)
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_kv_cached_stack_decode_equals_full_pass(rng):
     cfg = dataclasses.replace(BASE, window=4, post_norm=True)
     model = TransformerStack(cfg, rngs=nnx.Rngs(2))

@@ -130,6 +130,7 @@ def test_adaptive_weight_matches_separate_gradients(last_layer):
     np.testing.assert_allclose(float(m["gen/adv_weight"]), expected, rtol=1e-5)
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_generator_gradient_is_rec_plus_weighted_adversarial():
     cfg = GANConfig(adv_weight=0.3, feature_weight=2.0)
     state, step, gdefs = _setup(cfg, lr=0.1, tx_fn=optax.sgd)

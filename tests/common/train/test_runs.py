@@ -159,7 +159,7 @@ def test_pick_run_checks_the_given_run_or_finds_the_newest(tmp_path):
 def quiet_console(monkeypatch):
     """The CLI's setup_console would replace pytest's log handlers on the root logger."""
     calls = []
-    monkeypatch.setattr("common.console.setup_console", lambda verbose=False: calls.append(
+    monkeypatch.setattr("common.train.list_runs.setup_console", lambda verbose=False: calls.append(
         verbose))
     return calls
 

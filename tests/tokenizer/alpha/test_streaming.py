@@ -67,6 +67,7 @@ def test_stream_matches_offline(kind, window, layers):
     assert_close(out, wav_ref, 1e-5)
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_stream_decoder_has_no_seams_at_chunk_boundaries():
     """Any chunking gives the same waveform, sample for sample at the boundaries."""
     cfg = causal()

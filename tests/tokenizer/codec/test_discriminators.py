@@ -68,6 +68,7 @@ def test_avg_pool_matches_pytorch_semantics():
     assert_close(_avg_pool(jnp.asarray(x)), ref, 1e-6)
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_stft_bands_cover_every_bin_once():
     d = STFTDiscriminator(128, 4, TINY.stft_bands, rngs=nnx.Rngs(0))
     edges = [b for band in d.bands for b in band]

@@ -29,6 +29,7 @@ def test_published_sizes_and_rates():
     assert m32.code_lengths(32000) == (12, 24, 48, 96)  # the package README's example
 
 
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_shapes_padding_and_decode():
     model = SNAC("tiny", rngs=nnx.Rngs(0))
     x = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 3000, 1)), jnp.float32)

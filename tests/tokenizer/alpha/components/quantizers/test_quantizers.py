@@ -58,6 +58,7 @@ def test_shapes_decode_and_axes(name):
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_padded_frames_change_nothing(name):
     q = ALL[name]()
     q.eval()
