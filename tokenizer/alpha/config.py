@@ -31,32 +31,30 @@ QuantizerKind = Literal["phoneme_bsq", "bsq", "vq", "rvq", "fsq"]
 
 @dataclasses.dataclass(frozen=True)
 class ConvStackConfig:
-    """Shared by the encoder and decoder (the decoder runs the strides in reverse).
-
-    Attributes:
-      channels: encoder channels after the input conv (doubled by every down block).
-      decoder_channels: decoder channels before the first up block (halved by each).
-      strides: downsampling factors; their product is the hop (samples per latent frame).
-      dilations: of the residual units in every block.
-      latent_dim: width of the latent frames (and the transformer).
-      transformer_layers / transformer_heads / window: the RoPE transformer at the
-        latent rate (0 layers: none); ``window`` limits attention to that many past
-        frames (streaming-friendly), None = full.
-      causal: causal convs and attention (streaming).
-      weight_norm: weight-normalised convs (as DAC).
-    """
+    """Shared by the encoder and decoder (the decoder runs the strides in reverse)."""
 
     channels: int = 32
+    """encoder channels after the input conv (doubled by every down block)."""
     decoder_channels: int = 256
+    """decoder channels before the first up block (halved by each)."""
     strides: tuple[int, ...] = (2, 4, 6, 10)
+    """downsampling factors; their product is the hop (samples per latent frame)."""
     dilations: tuple[int, ...] = (1, 3, 9)
+    """dilations of the residual units in every block."""
     latent_dim: int = 128
+    """width of the latent frames (and the transformer)."""
     transformer_layers: int = 2
+    """layers of the RoPE transformer at the latent rate (0: none)."""
     transformer_heads: int = 4
+    """attention heads of the RoPE transformer at the latent rate."""
     window: int | None = None
+    """limits attention to that many past frames (streaming-friendly), None = full."""
     causal: bool = False
+    """causal convs and attention (streaming)."""
     weight_norm: bool = True
+    """weight-normalised convs (as DAC)."""
     dtype: str | None = None
+    """compute dtype of the convs and the transformer ("bfloat16"; None: float32)."""
 
     @property
     def hop(self) -> int:
@@ -65,100 +63,92 @@ class ConvStackConfig:
 
 @dataclasses.dataclass(frozen=True)
 class QuantizerConfig:
-    """Attributes:
-      kind: ``phoneme_bsq`` (the two-stage quantizer: a phoneme VQ trained with CTC, then
-        BSQ on the residual), or a single-stage baseline: ``bsq``, ``vq``, ``rvq``, ``fsq``.
-      phoneme_vocab: stage-1 codebook size = the phoneme vocabulary with the CTC blank
-        (0: taken from the data's phoneme vocabulary at build time).
-      vq_dim: factorised (low-dim, l2-normalised) code dimension of the VQ codebooks.
-      ema / dead_code_threshold: EMA codebook updates; restart codes used less than this
-        (EMA count) from random latents of the batch (0: never).
-      num_bits / group_size / gamma / inv_temperature: BSQ (codes of ``num_bits`` bits,
-        the entropy penalty factorised over groups of ``group_size`` bits, its codebook
-        term weighted ``gamma``).
-      codebook_size / num_quantizers / rvq_dropout: ``vq`` and ``rvq`` (quantizer dropout
-        trains every prefix of the residual levels, for variable bitrate).
-      fsq_levels: levels per FSQ dimension (codebook = their product).
-    """
+    """The quantizer between the encoder and the decoder."""
 
     kind: QuantizerKind = "phoneme_bsq"
+    """``phoneme_bsq`` (a phoneme VQ trained with CTC, then BSQ on the residual) or a baseline."""
     phoneme_vocab: int = 0
+    """stage-1 codebook size = the phoneme vocabulary with the CTC blank (0: the data's)."""
     vq_dim: int = 8
+    """factorised (low-dim, l2-normalised) code dimension of the VQ codebooks."""
     ema: bool = False
+    """EMA updates of the VQ codebooks."""
     dead_code_threshold: float = 0.0
+    """restart codes used less than this (EMA count) from random latents of the batch (0: never)."""
     num_bits: int = 16
+    """BSQ: bits per code."""
     group_size: int = 8
+    """BSQ: the entropy penalty is factorised over groups of this many bits."""
     gamma: float = 1.0
+    """BSQ: weight of the entropy penalty's codebook term."""
     inv_temperature: float = 1.0
+    """BSQ: inverse temperature of the soft code probabilities in the entropy penalty."""
     codebook_size: int = 1024
+    """``vq`` and ``rvq``: entries per codebook."""
     num_quantizers: int = 4
+    """``rvq``: number of residual levels."""
     rvq_dropout: float = 0.5
+    """``rvq``: quantizer dropout (trains every prefix of the levels, for variable bitrate)."""
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+    """levels per FSQ dimension (codebook = their product)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Weights of the generator's losses (DAC's ``lambdas`` for the shared ones).
-
-    Attributes:
-      mel: multi-scale log-mel L1 (DAC: 15); ``mel_n_ffts`` / ``mel_n_mels`` its scales.
-      stft: multi-resolution STFT loss (spectral convergence + log magnitude).
-      waveform: waveform L1.
-      commitment / codebook / entropy: quantizer losses, matched by the suffix of the
-        quantizer's loss names (``vq_commitment``, ``bsq_entropy``, ...).
-      ctc: CTC loss of the stage-1 phoneme codes against the utterance's phonemes
-        (phoneme_bsq only; batches without phonemes skip it).
-    """
+    """Weights of the generator's losses (DAC's ``lambdas`` for the shared ones)."""
 
     mel: float = 15.0
+    """multi-scale log-mel L1 (DAC: 15)."""
     mel_n_ffts: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
+    """FFT sizes of the mel loss's scales."""
     mel_n_mels: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
+    """mel bands of the mel loss's scales (one per ``mel_n_ffts`` entry)."""
     stft: float = 0.0
+    """multi-resolution STFT loss (spectral convergence + log magnitude)."""
     waveform: float = 0.0
+    """waveform L1."""
     commitment: float = 0.25
+    """weight of the quantizer losses named ``*_commitment`` (``vq_commitment``, ...)."""
     codebook: float = 1.0
+    """weight of the quantizer losses named ``*_codebook`` (``vq_codebook``, ...)."""
     entropy: float = 0.1
+    """weight of the quantizer losses named ``*_entropy`` (``bsq_entropy``, ...)."""
     ctc: float = 1.0
+    """CTC loss of the stage-1 phoneme codes (phoneme_bsq only; skipped without phonemes)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the training audio comes from and how it is batched.
-
-    Attributes:
-      source: the dataset (``--data.source.kind corpus|folder|ljspeech|libritts|
-        common_voice|hf``, ``--data.source.path``); the default is the embedded espeak
-        corpus, built on first use into the cache (``$TRC_CACHE_DIR``, ``~/.cache/trc``).
-      train_split / eval_split: split names.
-      phoneme_vocab: a saved ``Vocab`` of phoneme symbols for the CTC stage; empty: the
-        corpus's own ``phoneme_vocab.json`` (other sources without one train the stage-1
-        codebook without CTC; then ``quantizer.phoneme_vocab`` sets its size).
-      batch_size: the global batch (split over processes).
-      max_seconds: the longest utterance; longer ones are skipped (counted) because the
-        CTC stage needs whole transcripts. Utterances are batched whole, bucketed.
-      bucket_seconds: bucket boundaries (each batch pads to the next: few shapes to jit).
-      max_tokens: fixed phoneme length L of every batch; None: ``max_seconds`` x 40
-        symbols/s rounded up to 16 (static, so the step compiles once per audio bucket).
-        A transcript longer than L is skipped and counted.
-      workers: grain worker processes (0: decode in the main process).
-      loudness_dbfs: RMS loudness target (None: as recorded).
-    """
+    """Where the training audio comes from and how it is batched."""
 
     source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
+    """the dataset (``--data.source.kind corpus|folder|ljspeech|libritts|common_voice|hf``,
+    ``--data.source.path``); the default is the embedded espeak corpus, built on first
+    use into the cache (``$TRC_CACHE_DIR``, ``~/.cache/trc``)."""
     train_split: str = "train"
+    """name of the training split."""
     eval_split: str = "validation"
+    """name of the evaluation split."""
     phoneme_vocab: str = ""
+    """``Vocab`` of phonemes for CTC (empty: the corpus's ``phoneme_vocab.json``; none: no CTC)."""
     batch_size: int = 8
+    """the global batch (split over processes)."""
     max_seconds: float = 4.0
+    """the longest utterance; longer ones are skipped (counted): CTC needs whole transcripts."""
     bucket_seconds: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
+    """bucket boundaries (each batch pads to the next: few shapes to jit)."""
     max_tokens: int | None = None
+    """phoneme length of every batch, longer transcripts skipped (None: ``max_seconds`` x 40/s)."""
     workers: int = 0
+    """grain worker processes (0: decode in the main process)."""
     loudness_dbfs: float | None = -20.0
+    """RMS loudness target (None: as recorded)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class AlphaConfig:
     sample_rate: int = 24000
+    """audio rate in Hz; a multiple of the hop (the product of ``codec.strides``)."""
     codec: ConvStackConfig = dataclasses.field(default_factory=ConvStackConfig)
     quantizer: QuantizerConfig = dataclasses.field(default_factory=QuantizerConfig)
     disc: DiscriminatorConfig = dataclasses.field(default_factory=DiscriminatorConfig)

@@ -8,29 +8,27 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class DiscriminatorConfig:
-    """Attributes:
-      periods: MPD periods (empty: no MPD).
-      mpd_channels: channels of the MPD's strided (5, 1) convs; the last layer repeats
-        the last width unstrided.
-      msd_scales: number of MSD scales (each halves the rate with an average pool).
-      msd_channels: channels of the MSD's convs (first kernel 15, then grouped kernel-41
-        strided convs with 4 input channels per group, then kernel 5).
-      stft_ffts: FFT sizes of the complex-STFT discriminators (hop fft / 4).
-      stft_channels: width of every STFT band stack.
-      stft_bands: frequency bands as fractions of the bins, each its own conv stack.
-      weight_norm: weight-normalised convs (HiFi-GAN, DAC).
-    """
+    """The GAN discriminators: multi-period (MPD), multi-scale (MSD) and complex-STFT."""
 
     periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    """MPD periods (empty: no MPD)."""
     mpd_channels: tuple[int, ...] = (32, 128, 512, 1024)
+    """channels of the MPD's strided (5, 1) convs; an unstrided last layer repeats the last."""
     msd_scales: int = 3
+    """number of MSD scales (each halves the rate with an average pool)."""
     msd_channels: tuple[int, ...] = (16, 64, 256, 1024, 1024)
+    """channels of the MSD's convs (kernel 15, grouped kernel-41 strided convs, kernel 5)."""
     stft_ffts: tuple[int, ...] = (2048, 1024, 512)
+    """FFT sizes of the complex-STFT discriminators (hop fft / 4)."""
     stft_channels: int = 32
+    """width of every STFT band stack."""
     stft_bands: tuple[tuple[float, float], ...] = (
         (0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
+    """frequency bands as fractions of the bins, each its own conv stack."""
     weight_norm: bool = True
+    """weight-normalised convs (HiFi-GAN, DAC)."""
     dtype: str | None = None
+    """compute dtype of the discriminators' convs (e.g. "bfloat16"; None: float32)."""
 
     def __post_init__(self):
         for name in ("periods", "stft_ffts"):

@@ -24,39 +24,34 @@ PUBLISHED_FIELDS = ("sampling_rate", "encoder_dim", "encoder_rates", "latent_dim
 
 @dataclasses.dataclass(frozen=True)
 class SnacModelConfig:
-    """Attributes (as ``snac.SNAC``):
-      sampling_rate: audio rate in Hz (mono).
-      encoder_dim: channels after the first conv; each encoder block doubles them.
-      encoder_rates: encoder strides; their product is the hop (samples per latent frame).
-      latent_dim: latent channels (None: ``encoder_dim * 2 ** len(encoder_rates)``).
-      decoder_dim: channels after the decoder's input convs; each block halves them.
-      decoder_rates: decoder (transposed-conv) strides; their product must be the hop.
-      attn_window_size: local attention over non-overlapping windows of this many
-        latent frames, after the encoder blocks and before the decoder blocks (None: no
-        attention, as in the 24 kHz model).
-      codebook_size / codebook_dim: entries per level and their (factorised,
-        l2-normalised) dimension.
-      vq_strides: one residual level per entry; level ``l`` averages ``vq_strides[l]``
-        latent frames per code (coarse levels first) and repeats its output back.
-      noise: the decoder's learned noise blocks exist (they add noise only when the
-        call is given a key).
-      depthwise: depthwise (grouped) dilated convs.
-      dtype: compute dtype ("float32" or "bfloat16"); parameters stay float32.
-    """
+    """The SNAC architecture (the arguments of ``snac.SNAC``, same names)."""
 
     sampling_rate: int = 24000
+    """audio rate in Hz (mono)."""
     encoder_dim: int = 48
+    """channels after the first conv; each encoder block doubles them."""
     encoder_rates: tuple[int, ...] = (2, 4, 8, 8)
+    """encoder strides; their product is the hop (samples per latent frame)."""
     latent_dim: int | None = None
+    """latent channels (None: ``encoder_dim * 2 ** len(encoder_rates)``)."""
     decoder_dim: int = 1024
+    """channels after the decoder's input convs; each block halves them."""
     decoder_rates: tuple[int, ...] = (8, 8, 4, 2)
+    """decoder (transposed-conv) strides; their product must be the hop."""
     attn_window_size: int | None = None
+    """local attention over windows of this many latent frames (None: no attention)."""
     codebook_size: int = 4096
+    """codebook entries per level."""
     codebook_dim: int = 8
+    """the (factorised, l2-normalised) dimension of the codebook entries."""
     vq_strides: tuple[int, ...] = (4, 2, 1)
+    """one residual level per entry: latent frames averaged per code (coarse levels first)."""
     noise: bool = True
+    """the decoder's learned noise blocks exist (noise is added only when given a key)."""
     depthwise: bool = True
+    """depthwise (grouped) dilated convs."""
     dtype: str = "float32"
+    """compute dtype ("float32" or "bfloat16"); parameters stay float32."""
 
     def __post_init__(self):
         for name in ("encoder_rates", "decoder_rates", "vq_strides"):

@@ -41,8 +41,11 @@ class CurriculumConfig:
     One stage (``seconds=(4.0,)``, ``steps=()``) is plain fixed-length training."""
 
     seconds: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
+    """segment length in seconds of every stage (training crops to it)."""
     batch_multipliers: tuple[int, ...] = (4, 2, 1, 1)
+    """per stage, the batch is ``data.batch_size`` times this."""
     steps: tuple[int, ...] = (200, 200, 200)
+    """steps of every stage but the last (which runs to ``train.steps``)."""
 
     def __post_init__(self):
         n = len(self.seconds)
@@ -58,64 +61,56 @@ class CurriculumConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SnacLossConfig:
-    """Weights of the reconstruction and quantizer losses.
-
-    Attributes:
-      waveform: L1 between waveforms.
-      stft: multi-resolution STFT loss (spectral convergence + log magnitude) over
-        ``stft_ffts`` (hop = n_fft / 4).
-      mel: multi-scale log-mel L1 (0: off; DAC's 15 when training from scratch helps).
-      commitment / codebook: the quantizer's (DAC: 0.25 / 1.0); no effect on a frozen
-        quantizer's codebook but the commitment still pulls a trainable encoder.
-    """
+    """Weights of the reconstruction and quantizer losses."""
 
     waveform: float = 1.0
+    """L1 between waveforms."""
     stft: float = 1.0
+    """multi-resolution STFT loss (spectral convergence + log magnitude) over ``stft_ffts``."""
     stft_ffts: tuple[int, ...] = (1024, 2048, 4096)
+    """FFT sizes of the STFT loss's resolutions (hop = n_fft / 4)."""
     mel: float = 0.0
+    """multi-scale log-mel L1 (0: off; DAC's 15 when training from scratch helps)."""
     commitment: float = 0.25
+    """commitment loss (DAC: 0.25); it pulls a trainable encoder even with a frozen quantizer."""
     codebook: float = 1.0
+    """the quantizer's codebook loss (DAC: 1.0); no effect on a frozen quantizer."""
 
 
 @dataclasses.dataclass(frozen=True)
 class SnacDataConfig:
-    """Attributes:
-      source: the dataset (default: the embedded espeak corpus, built on first use).
-      train_split / eval_split: split names.
-      batch_size: the base global batch (each stage multiplies it).
-      eval_seconds: evaluation segment length (0: the curriculum's last stage's).
-      workers: grain worker processes (0: decode in the main process).
-      loudness_dbfs: RMS loudness target (None: as recorded).
-    """
+    """Where the training audio comes from and how it is batched."""
 
     source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
+    """the dataset (default: the embedded espeak corpus, built on first use)."""
     train_split: str = "train"
+    """name of the training split."""
     eval_split: str = "validation"
+    """name of the evaluation split."""
     batch_size: int = 8
+    """the base global batch (each stage multiplies it)."""
     eval_seconds: float = 0.0
+    """evaluation segment length (0: the curriculum's last stage's)."""
     workers: int = 0
+    """grain worker processes (0: decode in the main process)."""
     loudness_dbfs: float | None = -20.0
+    """RMS loudness target (None: as recorded)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class SnacConfig:
-    """Attributes:
-      init_from: start from these weights: a run directory (a converted model from
-        ``tokenizer.snac.convert`` or an earlier run) or a published model folder
-        (``config.json`` + ``pytorch_model.bin``); its model config replaces ``model``.
-        Empty: random initialisation.
-      freeze: parts that get no updates ("encoder", "quantizer", "decoder"); with the
-        encoder and quantizer frozen no gradient is computed through them
-        (decoder-only fine-tuning).
-      adversarial: add the GAN losses of the shared discriminators (MPD, MSD, STFT).
-    """
+    """A SNAC training run: model, initial weights (``init_from``; empty: random), frozen
+    parts, curriculum, losses, GAN, data and loop."""
 
     model: SnacModelConfig = dataclasses.field(default_factory=SnacModelConfig)
     init_from: str = ""
+    """a run directory or published model folder to start from; its config replaces ``model``."""
     freeze: tuple[Part, ...] = ()
+    """parts without updates; encoder + quantizer frozen: decoder-only, no gradient through them."""
     curriculum: CurriculumConfig = dataclasses.field(default_factory=CurriculumConfig)
     loss: SnacLossConfig = dataclasses.field(default_factory=SnacLossConfig)
     adversarial: bool = False
+    """add the GAN losses of the shared discriminators (MPD, MSD, STFT)."""
     disc: DiscriminatorConfig = dataclasses.field(default_factory=DiscriminatorConfig)
     gan: GANConfig = dataclasses.field(default_factory=GANConfig)
     disc_optim: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
