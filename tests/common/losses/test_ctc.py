@@ -94,6 +94,7 @@ def test_matches_reference_per_sequence_and_reductions(blank, rng):
     assert all(v.dtype == jnp.float32 for v in metrics.values())
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_padding_does_not_change_the_loss(rng):
     logits, fv, labels, lv, _, refs = make_batch(rng)
     base, base_m = jctc(logits, fv, labels, lv)

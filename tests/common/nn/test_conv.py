@@ -29,7 +29,7 @@ from common.nn.conv import (
     conv_weight_from_torch,
     conv_weight_to_torch,
 )
-from tests.helpers import assert_close, assert_params_have_axes
+from tests.helpers import assert_close, assert_params_have_axes, fast_cover
 
 B, CIN, COUT = 2, 4, 8
 GROUPS = {"g1": 1, "g2": 2, "dw": CIN}
@@ -147,8 +147,10 @@ def _id(v):
 # ---------------------------------------------------------------- numerical parity
 
 # Kernel 4 (even) and two input lengths make both parities of the "same" padding occur.
-GRID_1D = list(itertools.product([1, 3, 4, 7], [1, 2, 4], [1, 3], list(GROUPS),
-                                 ["same", "causal", "valid"]))
+# The grids below keep a pairwise-covering slice in the fast subset (fast_cover); CI runs
+# every case.
+GRID_1D = fast_cover(itertools.product([1, 3, 4, 7], [1, 2, 4], [1, 3], list(GROUPS),
+                                       ["same", "causal", "valid"]))
 
 
 @pytest.mark.parametrize("k,s,d,groups,padding", GRID_1D)
@@ -164,8 +166,9 @@ def test_conv1d_matches_naive_loop(k, s, d, groups, padding, rng):
         assert_close(y, ref_conv(x, w, b, (s,), (d,), g, [padding]))
 
 
-GRID_2D = list(itertools.product([(1, 1), (3, 3), (7, 3)], [(1, 1), (2, 4)], [(1, 1), (3, 1)],
-                                 ["g1", "dw"], ["same", "causal", "valid"]))
+GRID_2D = fast_cover(itertools.product([(1, 1), (3, 3), (7, 3)], [(1, 1), (2, 4)],
+                                       [(1, 1), (3, 1)], ["g1", "dw"],
+                                       ["same", "causal", "valid"]))
 
 
 @pytest.mark.parametrize("k,s,d,groups,padding", GRID_2D, ids=_id)
@@ -191,8 +194,9 @@ def test_conv_transpose1d_matches_torch_semantics(k, s, d, groups, padding, rng)
         assert_close(y, ref_conv_transpose(x, w, b, (s,), (d,), g, [padding]))
 
 
-GRID_T2D = list(itertools.product([(1, 1), (3, 4), (7, 2)], [(1, 1), (2, 4)], [(1, 1), (1, 3)],
-                                  ["g1", "g2"], ["same", "causal", "valid"]))
+GRID_T2D = fast_cover(itertools.product([(1, 1), (3, 4), (7, 2)], [(1, 1), (2, 4)],
+                                        [(1, 1), (1, 3)], ["g1", "g2"],
+                                        ["same", "causal", "valid"]))
 
 
 @pytest.mark.parametrize("k,s,d,groups,padding", GRID_T2D, ids=_id)
@@ -205,11 +209,10 @@ def test_conv_transpose2d_matches_torch_semantics(k, s, d, groups, padding, rng)
     assert_close(y, ref_conv_transpose(x, w, b, s, d, g, _axis_modes(padding, 2)))
 
 
-@pytest.mark.parametrize("k,s,d", [(3, 1, 1), (7, 2, 1), (4, 2, 3), (16, 8, 1), (3, 4, 1),
-                                   (5, 3, 2), (1, 2, 1)])
-@pytest.mark.parametrize("groups", ["g1", "g2", "dw"])
-@pytest.mark.parametrize("padding", ["same", "valid"])
-def test_conv_transpose_is_adjoint_of_conv(k, s, d, groups, padding, rng):
+@pytest.mark.parametrize("padding,groups,k,s,d", fast_cover(
+    (padding, groups, *ksd) for padding in ["same", "valid"] for groups in ["g1", "g2", "dw"]
+    for ksd in [(3, 1, 1), (7, 2, 1), (4, 2, 3), (16, 8, 1), (3, 4, 1), (5, 3, 2), (1, 2, 1)]))
+def test_conv_transpose_is_adjoint_of_conv(padding, groups, k, s, d, rng):
     """<ConvT(x), y> == <x, Conv(y)> with the torch weight shared between both layouts.
 
     torch's ConvTranspose(a -> b) weight [a, b/g, K] is the Conv(b -> a) weight: the
@@ -241,6 +244,8 @@ def test_conv_transpose_is_adjoint_of_conv(k, s, d, groups, padding, rng):
 
 CONTRACT_CASES = [(1, 1, 1), (3, 1, 1), (4, 1, 1), (1, 2, 1), (2, 2, 1), (3, 2, 1), (4, 2, 1),
                   (7, 2, 3), (3, 3, 1), (2, 4, 1), (8, 4, 1), (7, 4, 3), (5, 5, 2), (3, 8, 1)]
+# The module tests keep a slice meeting every k, s and d value in the fast subset.
+FAST_CONTRACT_CASES = fast_cover(CONTRACT_CASES, strength=1)
 
 
 def test_length_helpers_follow_contract():
@@ -262,7 +267,7 @@ def test_length_helpers_follow_contract():
         assert conv_transpose_trim(k, s, d, "causal")[0] == 0
 
 
-@pytest.mark.parametrize("k,s,d", CONTRACT_CASES)
+@pytest.mark.parametrize("k,s,d", FAST_CONTRACT_CASES)
 def test_module_output_lengths(k, s, d):
     ke = eff(k, d)
     kw = dict(stride=s, dilation=d, kernel_init=nnx.initializers.zeros_init(), rngs=nnx.Rngs(0))
@@ -280,8 +285,9 @@ def test_module_output_lengths(k, s, d):
                 assert jax.eval_shape(convt, x).shape == (1, (n - 1) * s + ke, 3)
 
 
-@pytest.mark.parametrize("padding", ["same", "causal"])
-@pytest.mark.parametrize("k,s,d", [(4, 4, 1), (7, 2, 3), (8, 4, 1), (3, 2, 1), (5, 3, 1)])
+@pytest.mark.parametrize("k,s,d,padding", fast_cover(
+    ((*ksd, padding) for padding in ["same", "causal"]
+     for ksd in [(4, 4, 1), (7, 2, 3), (8, 4, 1), (3, 2, 1), (5, 3, 1)]), (1, 3), strength=1))
 def test_frame_alignment_does_not_depend_on_length(k, s, d, padding, rng):
     """Encoding a longer signal keeps every frame of the shorter one whose window lies in
     the shorter signal: frames are anchored to the start, not re-centred per length."""
@@ -312,7 +318,7 @@ def _dependency(fn, n_in, c=1):
     return np.asarray(jac) != 0
 
 
-@pytest.mark.parametrize("k,s,d", CONTRACT_CASES)
+@pytest.mark.parametrize("k,s,d", FAST_CONTRACT_CASES)
 def test_causal_conv_receptive_field_ends_at_own_hop(k, s, d):
     conv = Conv(1, 1, k, stride=s, dilation=d, padding="causal", use_bias=False,
                 kernel_init=nnx.initializers.ones_init(), rngs=nnx.Rngs(0))
@@ -445,9 +451,8 @@ def test_torch_weight_converters_round_trip(rng):
     assert conv_transpose_weight_from_torch(w1)[3, 6, 1] == w1[6, 1, 3]
 
 
-@pytest.mark.parametrize("cls", [Conv, ConvTranspose])
-@pytest.mark.parametrize("nd", [1, 2])
-@pytest.mark.parametrize("weight_norm", [False, True])
+@pytest.mark.parametrize("weight_norm,nd,cls", fast_cover(
+    itertools.product([False, True], [1, 2], [Conv, ConvTranspose]), strength=1))
 def test_shapes_dtypes_jit_grad_axes(cls, nd, weight_norm, rng):
     k, s = (5, (3, 2))[nd - 1], (2, (2, 1))[nd - 1]
     model = cls(CIN, COUT, k, stride=s, groups=2, padding="causal", weight_norm=weight_norm,
@@ -511,8 +516,11 @@ def _stream(layer, x, chunks):
     return jnp.concatenate(outs, axis=1)
 
 
-@pytest.mark.parametrize("k,s,d,groups", [(7, 1, 1, 1), (7, 1, 3, 2), (8, 4, 1, 1),
-                                          (3, 1, 9, CIN), (1, 2, 1, 1), (4, 4, 1, 1)])
+# The stream tests keep a case per stride (conv) and per groups value (transposed) in the
+# fast subset; CI runs them all.
+@pytest.mark.parametrize("k,s,d,groups", fast_cover([(7, 1, 1, 1), (7, 1, 3, 2), (8, 4, 1, 1),
+                                                     (3, 1, 9, CIN), (1, 2, 1, 1), (4, 4, 1, 1)],
+                                                    (1,), strength=1))
 def test_causal_conv_stream_matches_offline(k, s, d, groups, rng):
     layer = Conv(CIN, COUT, k, stride=s, dilation=d, groups=groups, padding="causal",
                  weight_norm=True, rngs=nnx.Rngs(0))
@@ -522,8 +530,9 @@ def test_causal_conv_stream_matches_offline(k, s, d, groups, rng):
     assert_close(got, layer(x), 1e-5)
 
 
-@pytest.mark.parametrize("k,s,d,groups", [(8, 4, 1, 1), (4, 2, 1, 2), (3, 1, 2, 1),
-                                          (2, 4, 1, 1), (10, 5, 1, 1)])
+@pytest.mark.parametrize("k,s,d,groups", fast_cover([(8, 4, 1, 1), (4, 2, 1, 2), (3, 1, 2, 1),
+                                                     (2, 4, 1, 1), (10, 5, 1, 1)],
+                                                    (3,), strength=1))
 def test_causal_conv_transpose_stream_matches_offline(k, s, d, groups, rng):
     layer = ConvTranspose(CIN, COUT, k, stride=s, dilation=d, groups=groups,
                           padding="causal", weight_norm=True, rngs=nnx.Rngs(0))

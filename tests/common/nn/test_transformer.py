@@ -145,6 +145,7 @@ def test_dropout_only_in_train_mode(rng):
     assert float(jnp.abs(c - a).max()) > 1e-3 and float(jnp.abs(c - d).max()) > 1e-3
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_bf16_compute_and_gemma_style_features(rng):
     cfg = dataclasses.replace(BASE, dtype="bfloat16", softcap=50.0, query_pre_attn_scalar=16.0,
                               zero_centered_norm=True, post_norm=True, qk_norm=True,

@@ -106,6 +106,7 @@ def test_disabled_writes_nothing(tmp_path, wandb_in_tmp):
     assert not run_dir.exists() and not wandb_in_tmp.exists()
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_env_overrides_config(monkeypatch, tmp_path):
     # conftest's WANDB_MODE=disabled beats an "offline" config.
     cfg = LoggingConfig(wandb_mode="offline")

@@ -122,6 +122,7 @@ def test_load_model_from_run_dir_onto_a_mesh(tmp_path):
     assert k.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_checkpoint_errors_name_the_problem(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoints directory"):
         load_model(tmp_path / "nothing", lambda c: Toy(TOY, rngs=nnx.Rngs(0)))

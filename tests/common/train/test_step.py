@@ -70,6 +70,7 @@ def test_parameters_are_sharded_as_the_rules_say():
     assert mu.sharding.spec == q.sharding.spec
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_step_compiles_once_and_learns():
     chex.clear_trace_counter()
     cfg = ToyConfig(dropout=0.0)

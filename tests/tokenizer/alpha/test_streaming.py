@@ -79,6 +79,7 @@ def test_stream_decoder_has_no_seams_at_chunk_boundaries():
     assert_close(a, b, 1e-5)
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_stream_errors():
     with pytest.raises(ValueError, match="causal codec"):
         StreamingCodec(AlphaCodec(micro(), rngs=nnx.Rngs(0)))

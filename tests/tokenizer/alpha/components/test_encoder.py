@@ -41,6 +41,7 @@ def test_shapes_axes_and_range(causal):
     assert_params_have_axes(dec)
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_length_must_be_multiple_of_hop():
     cfg = _cfg()
     enc, _ = _models(cfg)
