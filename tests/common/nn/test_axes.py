@@ -19,6 +19,7 @@ def test_param_helper_validates_names():
         ax.param(None, nnx.initializers.zeros_init(), (2,), ("embd",))
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_logical_axes_shard_a_stack_on_a_mesh(rng):
     """The names map through a rules table to a real sharding, and results don't change."""
     assert jax.device_count() == 8, "tests/conftest.py sets 8 simulated devices"

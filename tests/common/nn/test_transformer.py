@@ -134,6 +134,7 @@ def test_cross_attention_stack(rng):
         model(x)
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_dropout_only_in_train_mode(rng):
     model = TransformerStack(dataclasses.replace(BASE, dropout=0.5), rngs=nnx.Rngs(5))
     x = _x(rng)

@@ -66,6 +66,7 @@ def _batch(seed):
     return {"x": np.random.default_rng(seed).standard_normal((4, 32, 1)).astype(np.float32)}
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_disc_waits_for_its_start_step_then_trains():
     chex.clear_trace_counter()
     state, step, _ = _setup(GANConfig(disc_start_step=2))

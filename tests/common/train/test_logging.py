@@ -174,6 +174,7 @@ def test_other_processes_are_no_ops(tmp_path, monkeypatch, offline):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_close_idempotent(tmp_path, offline):
     logger = RunLogger(LoggingConfig(progress=False), tmp_path / "run", {}, 10)
     logger.close()

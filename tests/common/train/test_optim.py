@@ -227,6 +227,7 @@ def test_grokfast_in_chain(rng):
         assert_close(u2[k], -(b + 2.0 * (0.9 * a + 0.1 * b)))
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_scaled_adam_from_config_matches_direct(rng):
     params = _tree(rng)
     grads = [_tree(rng) for _ in range(6)]

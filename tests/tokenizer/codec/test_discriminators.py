@@ -45,6 +45,7 @@ def test_outputs_per_sub_discriminator():
     assert_params_have_axes(d)
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_period_fold_is_time_major():
     """Sample t*p + j lands at row t, column j: zeroing the samples of one column
     changes only that column of the branch's first feature map (kernels are (5, 1))."""

@@ -118,6 +118,7 @@ def test_vq_euclidean_without_normalisation():
     np.testing.assert_array_equal(q(z, valid).codes[..., 0], np.argmin(d, -1))
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_vq_ema_update_and_dead_code_restart():
     q = VectorQuantizer(16, 32, 8, ema=True, decay=0.9, dead_code_threshold=0.95,
                         rngs=nnx.Rngs(2))
@@ -150,6 +151,7 @@ def test_vq_ema_update_and_dead_code_restart():
     np.testing.assert_array_equal(q.embed_sum[...], before)
 
 
+@pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
 def test_bsq_codes_norms_and_entropies_against_enumeration():
     bits, group = 4, 2
     q = BinarySphericalQuantizer(8, bits, group_size=group, gamma=0.7, inv_temperature=0.8,
