@@ -59,8 +59,7 @@ def test_layers_are_stacked_with_logical_axes():
 
 
 # "full" is the fast check; each policy compiles a forward and a backward of its own.
-@pytest.mark.parametrize("remat", ["full", pytest.param("dots", marks=pytest.mark.slow),
-                                   pytest.param("dots_no_batch", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("remat", ["full", "dots", "dots_no_batch"])
 @pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_remat_gives_the_same_gradients(rng, remat):
     x = _x(rng)

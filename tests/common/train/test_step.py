@@ -48,8 +48,7 @@ def one_device_run():
 
 
 # (2, 2, 2) uses every mesh axis at once: the fast check; the others compile steps of their own.
-@pytest.mark.parametrize("shape", [pytest.param((8, 1, 1), marks=pytest.mark.slow),
-                                   pytest.param((4, 2, 1), marks=pytest.mark.slow), (2, 2, 2)])
+@pytest.mark.parametrize("shape", [(8, 1, 1), (4, 2, 1), (2, 2, 2)])
 @pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_sharded_step_equals_one_device(one_device_run, shape):
     losses1, params1 = one_device_run

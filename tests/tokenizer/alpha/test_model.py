@@ -51,8 +51,7 @@ def _batch(b=2, n=400, seed=0):
 
 
 # The default quantizer is the fast check; the others are each tested in quantizers/.
-@pytest.mark.parametrize("kind", ["phoneme_bsq", *(pytest.param(k, marks=pytest.mark.slow)
-                                                  for k in ("bsq", "vq", "rvq", "fsq"))])
+@pytest.mark.parametrize("kind", ["phoneme_bsq", "bsq", "vq", "rvq", "fsq"])
 @pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_encode_decode_matches_forward(kind):
     cfg = micro(kind)

@@ -28,11 +28,8 @@ def _speechlike(n, seed=0):
     return (wav + 0.02 * rng.standard_normal((2, n)))[..., None].astype(np.float32)
 
 
-# phoneme_bsq with one full-context layer is the fast check; each case compiles its own.
 @pytest.mark.parametrize("kind,window,layers", [
-    ("phoneme_bsq", None, 1),
-    pytest.param("rvq", 6, 2, marks=pytest.mark.slow),
-    pytest.param("fsq", None, 0, marks=pytest.mark.slow)])
+    ("phoneme_bsq", None, 1), ("rvq", 6, 2), ("fsq", None, 0)])
 @pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_stream_matches_offline(kind, window, layers):
     cfg = causal(kind, window, layers)

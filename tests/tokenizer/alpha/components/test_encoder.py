@@ -22,7 +22,7 @@ def _models(cfg):
 
 
 # The non-causal stack also runs in every codec test (test_model.py); causal is the fast check.
-@pytest.mark.parametrize("causal", [pytest.param(False, marks=pytest.mark.slow), True])
+@pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_shapes_axes_and_range(causal):
     cfg = _cfg(causal)
@@ -49,7 +49,7 @@ def test_length_must_be_multiple_of_hop():
         enc(jnp.zeros((1, 7, 1)), jnp.ones((1, 7), bool))
 
 
-@pytest.mark.parametrize("causal", [pytest.param(False, marks=pytest.mark.slow), True])
+@pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
 def test_left_padding_invariance(causal):
     """Padding before an utterance (a hop multiple, filled with garbage) changes nothing
