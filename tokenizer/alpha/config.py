@@ -72,7 +72,13 @@ class QuantizerConfig:
     vq_dim: int = 8
     """factorised (low-dim, l2-normalised) code dimension of the VQ codebooks."""
     ema: bool = False
-    """EMA updates of the VQ codebooks."""
+    """EMA updates of the VQ codebooks (``vq``, ``rvq``; ``phoneme_bsq`` refuses it)."""
+    phoneme_shared_gradient: bool = False
+    """``phoneme_bsq``: let the reconstruction and adversarial gradients reach the stage-1
+    code selection too (plain straight-through); the design's default trains stage 1 by
+    the phoneme loss alone."""
+    phoneme_logit_scale: float = 10.0
+    """``phoneme_bsq``: initial scale of the stage-1 cosine-similarity logits (learned)."""
     dead_code_threshold: float = 0.0
     """restart codes used less than this (EMA count) from random latents of the batch (0: never)."""
     num_bits: int = 16
