@@ -513,7 +513,8 @@ def make_pipeline(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig, *,
         return iter(ds)
 
     report = PipelineReport(name, batches_per_epoch=plan.batches_per_epoch,
-                            tokenized=cfg.tokenized, batch_size=plan.local_batch)
+                            tokenized=cfg.tokenized, batch_size=plan.local_batch,
+                            log_level=logging.INFO if train else logging.DEBUG)
     return PipelineIterator(build, plan, stats, report)
 
 

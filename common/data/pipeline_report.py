@@ -81,11 +81,15 @@ class PipelineReport:
       batches_per_epoch: this process's batches per epoch (the plan's).
       tokenized: whether batches carry token sequences (the CTC check applies).
       batch_size: rows per batch of this process (for messages).
+      log_level: of the per-epoch line (an eval pipeline, rebuilt at every evaluation,
+        logs at DEBUG).
     """
 
     def __init__(self, name: str, *, batches_per_epoch: int, tokenized: bool,
-                 batch_size: int, early_batches: int = EARLY_BATCHES):
+                 batch_size: int, early_batches: int = EARLY_BATCHES,
+                 log_level: int = logging.INFO):
         self.name, self.tokenized, self.batch_size = name, tokenized, batch_size
+        self.log_level = log_level
         self.batches_per_epoch = batches_per_epoch
         self.early = max(1, min(early_batches, batches_per_epoch))
         self.kept: collections.Counter[str] = collections.Counter()
@@ -140,8 +144,8 @@ class PipelineReport:
 
     def _end_epoch(self, epoch: int) -> None:
         kept, skipped = dict(self._epoch_kept), dict(self._epoch_skipped)
-        log.info("%s, epoch %d: %s", self.name, epoch,
-                 kept_summary(kept, skipped, tokenized=self.tokenized))
+        log.log(self.log_level, "%s, epoch %d: %s", self.name, epoch,
+                kept_summary(kept, skipped, tokenized=self.tokenized))
         rows = int(kept.get("whole", 0) + kept.get("cropped", 0))
         if not rows:
             raise EmptyPipelineError(

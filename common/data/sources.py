@@ -82,11 +82,18 @@ def _auto_split(source: RecordSource, split: str,
         held = {min(range(len(hashes)), key=hashes.__getitem__)}
     keep = sorted(held) if split == "validation" else [i for i in range(len(source))
                                                        if i not in held]
-    log.info("%s has no validation split: holding out %d of its %d utterances (%.0f%%, "
-             "chosen by a hash of each one's file path or id) for validation, training on "
-             "the other %d (--data.source.holdout sets the share)", source.name, len(held),
-             len(source), 100 * AUTO_HOLDOUT, len(source) - len(held))
+    told = (source.name, len(source), len(held))
+    if told not in _TOLD:  # once, though train and validation each open the source
+        _TOLD.add(told)
+        log.info("%s has no validation split: holding out %d of its %d utterances for "
+                 "validation (a %.0f%% slice chosen by a hash of each one's file path or id, "
+                 "at least one), training on the other %d (--data.source.holdout sets the "
+                 "share)", source.name, len(held), len(source), 100 * AUTO_HOLDOUT,
+                 len(source) - len(held))
     return source.select(keep, f"{source.name}:{split}")
+
+
+_TOLD: set[tuple[str, int, int]] = set()
 
 
 def _unit_hash(s: str) -> float:
