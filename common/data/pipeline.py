@@ -410,13 +410,40 @@ class PipelineIterator(grain_utils.PositionIterator):
     _mismatch_hint = "the source, seed, batch size or bucketing changed since it was saved"
 
     def __init__(self, build: Callable[[int], Any], plan: BatchPlan, stats: SkipStats,
-                 report: PipelineReport | None = None):
+                 report: PipelineReport | None = None, *, look_ahead: bool = False):
         self.plan, self.stats = plan, stats
         self.report = report or PipelineReport("pipeline", tokenized=False,
                                                batches_per_epoch=plan.batches_per_epoch,
                                                batch_size=plan.local_batch)
         self.report.load_skipped = dict(stats.skipped)
+        self._ahead: collections.deque[dict[str, Any]] = collections.deque()
         super().__init__(build, plan.fingerprint)
+        if look_ahead:
+            self._look_ahead()
+
+    def _look_ahead(self) -> None:
+        """Read batches now until one holds an utterance: a source whose files are all
+        broken then fails here, before a training step sees an empty batch. The batches
+        read are delivered first, in order (the state is the same)."""
+        for _ in range(self.report.early):
+            batch = next(self._it, None)
+            if batch is None:
+                break
+            self._ahead.append(batch)
+            if batch["example_valid"].any():
+                return
+        while self._ahead:  # all empty: counting them raises EmptyPipelineError
+            next(self)
+
+    def __next__(self) -> dict[str, Any]:
+        if not self._ahead:
+            return super().__next__()
+        self._position += 1
+        return self._on_batch(self._ahead.popleft())
+
+    def close(self) -> None:
+        self._ahead.clear()
+        super().close()
 
     def _on_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         counts = batch.pop(STATS_KEY)
@@ -515,7 +542,7 @@ def make_pipeline(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig, *,
     report = PipelineReport(name, batches_per_epoch=plan.batches_per_epoch,
                             tokenized=cfg.tokenized, batch_size=plan.local_batch,
                             log_level=logging.INFO if train else logging.DEBUG)
-    return PipelineIterator(build, plan, stats, report)
+    return PipelineIterator(build, plan, stats, report, look_ahead=train)
 
 
 def iterate_eval(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig

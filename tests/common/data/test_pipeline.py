@@ -213,13 +213,17 @@ def test_a_pipeline_that_keeps_nothing_says_why(corpus, tmp_path):
     with pytest.raises(EmptyPipelineError, match=r"every utterance of epoch 0 was skipped "
                                                   r"\(missing=2 unreadable=2\)"):
         list(iterate_eval(junk, cfg_of()))
-    # Training stops within the first batches, not after an epoch of empty batches.
+    # Training stops before its first step (it reads ahead), not after an epoch of
+    # empty batches.
     many = [dict(r, id=f"{r['id']}-{k}") for k in range(60) for r in junk]
-    it = make_pipeline(many, cfg_of(num_epochs=None))
-    assert it.plan.batches_per_epoch == 60
     with pytest.raises(EmptyPipelineError, match=r"first 32 batches \(128 rows\) was "
                                                   r"skipped: missing=\d+ unreadable=\d+"):
-        take(it, 33)
+        make_pipeline(many, cfg_of(num_epochs=None))
+    # A few good utterances are enough: the batches read ahead are delivered in order.
+    it = make_pipeline(recs + many, cfg_of(num_epochs=None, drop_remainder=False))
+    assert it.plan.batches_per_epoch == 64
+    assert sum(int(next(it)["example_valid"].sum()) for _ in range(64)) == N_UTT
+    assert it.get_state()["position"] == 64
     untranscribed = [dict(r, text="") for r in recs]
     with pytest.raises(EmptyPipelineError, match=r"no_transcript=14"):
         list(iterate_eval(untranscribed, cfg_of(text_vocab=Vocab.from_texts(TEXTS))))
