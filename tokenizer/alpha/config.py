@@ -136,11 +136,15 @@ class DataConfig:
     eval_split: str = "validation"
     """name of the evaluation split."""
     phoneme_vocab: str = ""
-    """``Vocab`` of phonemes for CTC (empty: the corpus's ``phoneme_vocab.json``; none: no CTC)."""
+    """``Vocab`` of phonemes for CTC. Empty: the corpus's ``phoneme_vocab.json``; for other
+    sources, the symbols of the training split's transcripts phonemized by espeak-ng, saved
+    as ``RUN/phoneme_vocab.json`` (``tokenizer.alpha.data``); with
+    ``--quantizer.phoneme-vocab N`` and no file, stage 1 trains without CTC."""
     batch_size: int = 8
     """the global batch (split over processes)."""
     max_seconds: float = 4.0
-    """the longest utterance; longer ones are skipped (counted): CTC needs whole transcripts."""
+    """the longest batch; longer utterances are cropped to a random window of it, with no
+    CTC target (their transcript no longer matches)."""
     bucket_seconds: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
     """bucket boundaries (each batch pads to the next: few shapes to jit)."""
     max_tokens: int | None = None
