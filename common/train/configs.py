@@ -340,6 +340,8 @@ class TrainConfig:
       grad_accum: micro-batches per step (the batch is split; gradients averaged).
       eval_every: evaluate every N steps (0: never).
       eval_batches: batches per evaluation.
+      eval_at_start: also evaluate (and call ``on_log``, so media are logged) before the
+        first step of a fresh run: the "before" point of the curve and of the samples.
       max_nonfinite: stop after this many consecutive skipped (NaN/Inf) updates.
       run_dir: parent directory of runs.
       run_name: this run's subdirectory (default: a timestamp; with ``resume`` and no
@@ -352,6 +354,7 @@ class TrainConfig:
     grad_accum: int = 1
     eval_every: int = 0
     eval_batches: int = 4
+    eval_at_start: bool = False
     max_nonfinite: int = 20
     run_dir: str = "runs"
     run_name: str | None = None

@@ -52,9 +52,11 @@ def phoneme_metrics(logits: jax.Array, frame_valid: jax.Array, phonemes: jax.Arr
                     phonemes_valid: jax.Array) -> dict[str, jax.Array]:
     """How the stage-1 stream reads as CTC output (no gradient): ``per``, the greedy
     phoneme error rate of the batch, and ``nonblank``, the share of valid frames whose
-    code is not the blank (0 in CTC's all-blank first phase)."""
+    code is not the blank (0 in CTC's all-blank first phase). Rows without a transcript
+    (utterances cropped in training) are left out of the PER."""
     logits = jax.lax.stop_gradient(logits)
     edits, ref_len = greedy_ctc_errors(logits, frame_valid, phonemes, phonemes_valid)
+    edits = jnp.where(jnp.any(phonemes_valid, axis=-1), edits, 0)
     fv = frame_valid.astype(jnp.float32)
     nonblank = jnp.sum((jnp.argmax(logits, -1) != 0) * fv) / jnp.maximum(jnp.sum(fv), 1.0)
     per = jnp.sum(edits) / jnp.maximum(jnp.sum(ref_len), 1)
