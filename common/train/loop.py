@@ -134,7 +134,14 @@ def resolve_optim(cfg: TrainConfig, optim: OptimizerConfig | None = None) -> Opt
     """``optim`` (default ``cfg.optim``) with ``total_steps`` defaulting to the run's steps."""
     optim = optim or cfg.optim
     if optim.total_steps is None:  # decaying schedules run over the whole run by default
-        optim = dataclasses.replace(optim, total_steps=cfg.steps)
+        warmup = optim.warmup_steps
+        if optim.schedule in ("cosine", "linear") and warmup >= cfg.steps:
+            # A short run of a preset (--steps 20 for a check) keeps the warm-up's share
+            # of the run rather than failing on a schedule that cannot fit.
+            warmup = cfg.steps // 10
+            log.warning("optimizer warm-up of %d steps does not fit a %d-step run: warming "
+                        "up over %d", optim.warmup_steps, cfg.steps, warmup)
+        optim = dataclasses.replace(optim, total_steps=cfg.steps, warmup_steps=warmup)
     return optim
 
 
