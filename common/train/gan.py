@@ -3,10 +3,20 @@ own optimizers, updated alternately inside one jitted step.
 
 The model supplies two functions:
 
-* ``gen_fn(generator, batch, key) -> (fake, real, rec_loss, rec_metrics)``: the
-  generator's forward pass and its non-adversarial (reconstruction) loss;
-* ``disc_fn(discriminator, x) -> (logits, features)``: lists over sub-discriminators
-  (MPD periods, MSD scales, STFT resolutions) of logits and of feature-map lists.
+* ``gen_fn(generator, batch, key) -> (fake, real, rec_loss, rec_metrics[, valid])``:
+  the generator's forward pass and its non-adversarial (reconstruction) loss; ``fake``
+  and ``real`` ``[B, N, ...]``; ``valid`` (optional, bool ``[B, N]``) marks the real
+  samples of a padded batch (left out or None: every sample is valid);
+* ``disc_fn(discriminator, x, valid) -> (logits, features[, masks])``: lists over
+  sub-discriminators (MPD periods, MSD scales, STFT resolutions) of logits and of
+  feature-map lists; ``valid`` is ``gen_fn``'s (or None) and ``masks``, None or
+  ``(logit_masks, feature_masks)`` nested as the outputs, say which output positions
+  come from valid samples (``tokenizer.codec.discriminators.gan_disc_fn``).
+
+Padding does not train either model: the step zeroes the padded samples of both
+discriminator inputs (after the instance noise), so their content cannot reach any
+output, and every adversarial, feature-matching and R1 term averages over the valid
+positions of ``masks`` only.
 
 Per step: (1) the generator's loss ``rec + w * (adv + feature_weight * fm)`` against the
 current discriminator, with one forward pass and, for the VQGAN-style adaptive weight,
@@ -45,8 +55,8 @@ from common.train.program import Program
 from common.train.step import TrainState, apply_gradients, split_micro
 from common.train.tree import path_to_str
 
-GenFn = Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, jax.Array, jax.Array, dict]]
-DiscFn = Callable[[nnx.Module, jax.Array], tuple[list[jax.Array], list[list[jax.Array]]]]
+GenFn = Callable[[nnx.Module, Any, jax.Array], tuple]
+DiscFn = Callable[[nnx.Module, jax.Array, jax.Array | None], tuple]
 
 _LOSSES = {"hinge": (hinge_g_loss, hinge_d_loss), "lsgan": (lsgan_g_loss, lsgan_d_loss)}
 
@@ -59,16 +69,56 @@ class GANState:
     started: jax.Array  # bool []: the discriminator has started (latched)
 
 
-def _disc_pair(disc_fn: DiscFn, disc: nnx.Module, a: jax.Array, b: jax.Array):
-    """``disc_fn`` on ``a`` and ``b`` as one batch ``[a; b]``, split back: one trace and
-    one launch of every discriminator layer instead of two (discriminators here hold no
-    batch statistics, so the halves do not interact)."""
+def _unpack_gen(out: tuple):
+    """``gen_fn``'s result as ``(fake, real, rec, metrics, valid or None)``."""
+    if len(out) == 4:
+        return (*out, None)
+    if len(out) == 5:
+        return tuple(out)
+    raise ValueError(f"gen_fn must return (fake, real, rec_loss, metrics[, valid]), got "
+                     f"{len(out)} values")
+
+
+def _expand(valid: jax.Array | None, x: jax.Array) -> jax.Array | None:
+    """``valid [B, N]`` as bool, broadcastable to ``x [B, N, ...]``."""
+    if valid is None:
+        return None
+    return jnp.asarray(valid, bool).reshape(valid.shape + (1,) * (x.ndim - valid.ndim))
+
+
+def _zero_padding(x: jax.Array, valid: jax.Array | None) -> jax.Array:
+    """``x [B, N, ...]`` with the samples outside ``valid [B, N]`` set to 0."""
+    if valid is None:
+        return x
+    return jnp.where(_expand(valid, x), x, jnp.zeros((), x.dtype))
+
+
+def _disc_pair(disc_fn: DiscFn, disc: nnx.Module, a: jax.Array, b: jax.Array,
+               valid: jax.Array | None):
+    """``disc_fn`` on ``a`` and ``b`` (both with the valid mask ``valid``) as one batch
+    ``[a; b]``, split back: one trace and one launch of every discriminator layer instead
+    of two (discriminators here hold no batch statistics, so the halves do not interact).
+    Returns ``((logits_a, feats_a), (logits_b, feats_b), masks)``: the masks (of the
+    ``a`` half; both halves share them) or None."""
     n = a.shape[0]
-    logits, feats = disc_fn(disc, jnp.concatenate([a, b], axis=0))
+    both_valid = None if valid is None else jnp.concatenate([valid, valid], axis=0)
+    out = disc_fn(disc, jnp.concatenate([a, b], axis=0), both_valid)
+    if len(out) not in (2, 3):
+        raise ValueError(f"disc_fn must return (logits, features[, masks]), got {len(out)} "
+                         "values")
+    logits, feats = out[:2]
+    masks = out[2] if len(out) == 3 else None
     first = lambda x: x[:n]
     second = lambda x: x[n:]
+    if masks is not None:
+        masks = jax.tree.map(first, masks)
     return ((jax.tree.map(first, logits), jax.tree.map(first, feats)),
-            (jax.tree.map(second, logits), jax.tree.map(second, feats)))
+            (jax.tree.map(second, logits), jax.tree.map(second, feats)), masks)
+
+
+def _split_masks(masks):
+    """``masks`` (None or ``(logit_masks, feature_masks)``) as the two loss arguments."""
+    return (None, None) if masks is None else (list(masks[0]), list(masks[1]))
 
 
 def _norm_of(tree: Any, pattern: str) -> jax.Array:
@@ -137,20 +187,22 @@ def make_gan_step(
 
             def gen_losses(params):
                 gen = merge(gen_graphdef, state.gen, params, gen_rest)
-                fake, real, rec, rec_metrics = gen_fn(gen, micro, k_gen)
-                (logits_f, feats_f), (_, feats_r) = _disc_pair(
-                    disc_fn, disc, noisy(k_fake, fake), noisy(k_real, real))
-                adv, adv_m = g_adv_loss(logits_f)
-                fm, fm_m = feature_matching_loss(feats_r, feats_f)
+                fake, real, rec, rec_metrics, valid = _unpack_gen(gen_fn(gen, micro, k_gen))
+                (logits_f, feats_f), (_, feats_r), masks = _disc_pair(
+                    disc_fn, disc, _zero_padding(noisy(k_fake, fake), valid),
+                    _zero_padding(noisy(k_real, real), valid), valid)
+                logit_masks, feat_masks = _split_masks(masks)
+                adv, adv_m = g_adv_loss(logits_f, masks=logit_masks)
+                fm, fm_m = feature_matching_loss(feats_r, feats_f, masks=feat_masks)
                 per_disc = {**{f"adv/{k}": v for k, v in adv_m.items() if k != "loss"},
                             **{f"fm/{k}": v for k, v in fm_m.items() if k != "loss"}}
-                aux = (fake, real, {**rec_metrics, **per_disc}, adv, fm,
+                aux = (fake, real, valid, {**rec_metrics, **per_disc}, adv, fm,
                        nnx.state(gen, nnx.Not(nnx.Param)))
                 return (rec, adv + cfg.feature_weight * fm), aux
 
             (rec, gan_term), pullback, aux = jax.vjp(gen_losses, state.gen.params,
                                                      has_aux=True)
-            fake, real, rec_metrics, adv, fm, gen_rest = aux
+            fake, real, valid, rec_metrics, adv, fm, gen_rest = aux
             if separate:
                 g_grads = (pullback((jnp.ones_like(rec), jnp.zeros_like(gan_term)))[0],
                            pullback((jnp.zeros_like(rec), jnp.ones_like(gan_term)))[0])
@@ -163,11 +215,21 @@ def make_gan_step(
 
             def disc_loss(params):
                 d = merge(disc_graphdef, state.disc, params, disc_rest)
-                (logits_r, _), (logits_f, _) = _disc_pair(
-                    disc_fn, d, noisy(k_real, real_sg), noisy(k_fake, fake_sg))
-                loss, m = d_adv_loss(logits_r, logits_f)
+                (logits_r, _), (logits_f, _), masks = _disc_pair(
+                    disc_fn, d, _zero_padding(noisy(k_real, real_sg), valid),
+                    _zero_padding(noisy(k_fake, fake_sg), valid), valid)
+                logit_masks, _ = _split_masks(masks)
+                loss, m = d_adv_loss(logits_r, logits_f, masks=logit_masks)
                 if cfg.r1_weight:
-                    r1, r1_m = r1_penalty(lambda x: disc_fn(d, x)[0], real_sg)
+                    def valid_logits(x):
+                        out = disc_fn(d, x, valid)
+                        if len(out) < 3 or out[2] is None:
+                            return out[0]
+                        return [jnp.where(mk, lg, jnp.zeros((), lg.dtype))
+                                for lg, mk in zip(out[0], out[2][0], strict=True)]
+
+                    r1, r1_m = r1_penalty(valid_logits, _zero_padding(real_sg, valid),
+                                          mask=_expand(valid, real_sg))
                     loss = loss + 0.5 * cfg.r1_weight * r1
                     m = {**m, "r1": r1_m["r1"]}
                 return loss, (m, nnx.state(d, nnx.Not(nnx.Param)))
@@ -262,7 +324,7 @@ def gan_program(
     def evaluate(state: GANState, batch: Any, key: jax.Array) -> dict[str, jax.Array]:
         gen = nnx.merge(gen_gd, state.gen.params, state.gen.rest, copy=True)
         gen.eval()
-        _, _, rec, metrics = gen_fn(gen, batch, key)
+        _, _, rec, metrics, _ = _unpack_gen(gen_fn(gen, batch, key))
         return {**{k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()},
                 "loss": jnp.asarray(rec, jnp.float32)}
 

@@ -135,14 +135,15 @@ def build_program(cfg: SnacConfig, weights: nnx.State | None = None) -> Program:
 
         return supervised_program(build, loss_fn, make_optimizer(optim), seed=cfg.train.seed,
                                   grad_accum=cfg.train.grad_accum)
-    from tokenizer.codec.discriminators import Discriminator
+    from tokenizer.codec.discriminators import Discriminator, gan_disc_fn
 
     def gen_fn(codec, batch, key):
         recon, loss, metrics = codec_loss(codec, batch, key, cfg)
-        return recon, batch["audio"], loss, metrics
+        # The valid mask keeps the left padding out of the GAN losses.
+        return recon, batch["audio"], loss, metrics, batch.get("audio_valid")
 
     return gan_program(build, lambda rngs: Discriminator(cfg.disc, rngs=rngs), gen_fn,
-                       lambda disc, wav: disc(wav), make_optimizer(optim),
+                       gan_disc_fn, make_optimizer(optim),
                        make_optimizer(resolve_optim(cfg.train, cfg.disc_optim)), cfg.gan,
                        seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
 

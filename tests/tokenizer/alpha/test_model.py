@@ -141,3 +141,31 @@ def test_adversarial_losses_against_formulas():
     assert_close(g, lsgan_g_loss(fake)[0] + 4.0, 1e-6)
     with pytest.raises(ValueError, match="kind"):
         discriminator_loss(real, fake, kind="wgan")
+
+
+@pytest.mark.slow  # compiles the codec's whole GAN step: CI runs it
+def test_gan_program_trains_nothing_on_the_padding():
+    """The alpha program hands the batch's valid mask to the GAN: what the left padding
+    holds changes no loss and neither model's update (the codec zeroes its padded
+    input, the GAN its discriminators')."""
+    import jax
+
+    from tokenizer.alpha.training import build_program
+
+    cfg = dataclasses.replace(micro(), gan=dataclasses.replace(micro().gan, r1_weight=1.0))
+    program = build_program(cfg)
+    state = jax.jit(program.init)()
+    step = jax.jit(program.step)
+    batch = _batch()
+    outs = []
+    for junk in (0.0, 0.7):
+        b = dict(batch, audio=np.where(batch["audio_valid"][..., None], batch["audio"],
+                                       junk).astype(np.float32))
+        outs.append(step(state, b))
+    (a, m_a), (b, m_b) = outs
+    assert float(m_a["disc/started"]) == 1.0
+    for k in m_a:
+        assert_close(m_b[k], m_a[k], 1e-6)
+    for x, y in zip(jax.tree.leaves((a.gen.params, a.disc.params)),
+                    jax.tree.leaves((b.gen.params, b.disc.params)), strict=True):
+        assert_close(y, x, 1e-6)
