@@ -25,7 +25,10 @@ two backward passes (``w = adv_weight * ||grad_last rec|| / ||grad_last adv||``)
 penalty on real data. Instance noise, annealed to zero, is added to both of the
 discriminator's inputs. Until the discriminator starts (a step, or the reconstruction
 loss falling below a threshold; once started it stays on) the adversarial weight is 0
-and the discriminator's state is left untouched. With ``train.grad_accum > 1`` both
+and the discriminator's state is left untouched, its optimizer state included: the
+discriminator's learning-rate schedule counts its own updates, so it starts at the
+schedule's step 0 when the discriminator does (``disc_optim`` sets the decay length
+to the steps left after ``disc_start_step``). With ``train.grad_accum > 1`` both
 updates average their gradients over micro-batches (a ``lax.scan``, as the supervised
 step does).
 """
@@ -50,7 +53,7 @@ from common.losses.adversarial import (
     lsgan_g_loss,
 )
 from common.losses.r1 import r1_penalty
-from common.train.configs import GANConfig
+from common.train.configs import GANConfig, OptimizerConfig, TrainConfig
 from common.train.program import Program
 from common.train.step import TrainState, apply_gradients, split_micro
 from common.train.tree import path_to_str
@@ -67,6 +70,16 @@ class GANState:
     gen: TrainState
     disc: TrainState
     started: jax.Array  # bool []: the discriminator has started (latched)
+
+
+def disc_optim(train: TrainConfig, optim: OptimizerConfig, gan: GANConfig) -> OptimizerConfig:
+    """The discriminator's optimizer config with ``total_steps`` (when unset) the steps
+    left after ``gan.disc_start_step``: its schedule counts its own updates, which begin
+    there, so a decaying schedule ends with the run rather than part-way."""
+    if optim.total_steps is not None:
+        return optim
+    total = max(train.steps - gan.disc_start_step, optim.warmup_steps + 1)
+    return dataclasses.replace(optim, total_steps=total)
 
 
 def _unpack_gen(out: tuple):

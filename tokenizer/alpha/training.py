@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from common.losses.ctc_decode import greedy_ctc_errors
-from common.train.gan import gan_program
+from common.train.gan import disc_optim, gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
 from common.train.program import Program
@@ -77,7 +77,7 @@ def build_program(cfg: AlphaConfig) -> Program:
         lambda rngs: Discriminator(cfg.disc, rngs=rngs),
         gen_fn, gan_disc_fn,
         make_optimizer(resolve_optim(cfg.train)),
-        make_optimizer(resolve_optim(cfg.train, cfg.disc_optim)),
+        make_optimizer(disc_optim(cfg.train, cfg.disc_optim, cfg.gan)),
         cfg.gan, seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
 
 

@@ -26,7 +26,7 @@ from common.data.sources import open_source
 from common.losses.regression import l1_loss
 from common.losses.spectral import multi_resolution_stft_loss, multi_scale_mel_loss
 from common.train.checkpoint import load_model
-from common.train.gan import gan_program
+from common.train.gan import disc_optim, gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
 from common.train.program import Program, supervised_program
@@ -144,7 +144,7 @@ def build_program(cfg: SnacConfig, weights: nnx.State | None = None) -> Program:
 
     return gan_program(build, lambda rngs: Discriminator(cfg.disc, rngs=rngs), gen_fn,
                        gan_disc_fn, make_optimizer(optim),
-                       make_optimizer(resolve_optim(cfg.train, cfg.disc_optim)), cfg.gan,
+                       make_optimizer(disc_optim(cfg.train, cfg.disc_optim, cfg.gan)), cfg.gan,
                        seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
 
 

@@ -363,3 +363,30 @@ def test_gan_losses_average_over_the_valid_positions():
     np.testing.assert_allclose(float(m["gen/adv_loss"]), adv, rtol=1e-5)
     np.testing.assert_allclose(float(m["gen/feature_loss"]), fm, rtol=1e-5)
     np.testing.assert_allclose(float(m["disc/loss"]), d_loss, rtol=1e-5)
+
+
+# -- the discriminator's schedule ---------------------------------------
+
+
+def _opt_counts(opt_state):
+    return {int(x) for path, x in jax.tree_util.tree_flatten_with_path(opt_state)[0]
+            if "count" in jax.tree_util.keystr(path)}
+
+
+def test_disc_schedule_counts_from_its_start():
+    from common.train.configs import OptimizerConfig, TrainConfig
+    from common.train.gan import disc_optim
+
+    state, step, _ = _masked_setup(GANConfig(disc_start_step=3))
+    for i in range(5):
+        state, _ = step(state, _padded_batch(i))
+    # Five steps, the last two with the discriminator on: its optimizer counted two
+    # updates (its schedule is at step 2), the generator's five.
+    assert _opt_counts(state.disc.opt_state) == {2}
+    assert _opt_counts(state.gen.opt_state) == {5}
+    # A decaying schedule ends with the run: the steps left after the start.
+    optim = OptimizerConfig(schedule="cosine", warmup_steps=10)
+    resolved = disc_optim(TrainConfig(steps=1000), optim, GANConfig(disc_start_step=300))
+    assert resolved.total_steps == 700
+    fixed = dataclasses.replace(optim, total_steps=50)
+    assert disc_optim(TrainConfig(steps=1000), fixed, GANConfig(disc_start_step=300)) == fixed
