@@ -307,6 +307,9 @@ class GANConfig:
         annealed linearly to 0 over ``instance_noise_steps`` (0: constant).
       instance_noise_steps: steps over which the instance noise anneals to 0 (0: it
         stays constant).
+      ema_decay: keep an exponential moving average of the generator's parameters with
+        this decay per step (e.g. 0.999; 0: none). The EMA weights are checkpointed
+        (item ``"ema"``) and used for evaluation and inference.
     """
 
     loss: Literal["lsgan", "hinge"] = "lsgan"
@@ -320,8 +323,11 @@ class GANConfig:
     r1_weight: float = 0.0
     instance_noise: float = 0.0
     instance_noise_steps: int = 0
+    ema_decay: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"gan.ema_decay must be in [0, 1) (0: no EMA), got {self.ema_decay}")
         if self.loss not in GAN_LOSSES:
             raise ValueError(f"gan.loss must be one of {sorted(GAN_LOSSES)}, got {self.loss!r}")
         for name in ("adv_weight", "feature_weight", "disc_start_step", "r1_weight",

@@ -31,6 +31,12 @@ schedule's step 0 when the discriminator does (``disc_optim`` sets the decay len
 to the steps left after ``disc_start_step``). With ``train.grad_accum > 1`` both
 updates average their gradients over micro-batches (a ``lax.scan``, as the supervised
 step does).
+
+EMA weights (``GANConfig.ema_decay > 0``): the state keeps an exponential moving average
+of the generator's parameters, updated after every step (``ema = d * ema + (1 - d) *
+params``, starting from the initial parameters); it is checkpointed as the item
+``"ema"`` and used for evaluation, the logging hooks and inference
+(``CodecTokenizer.from_run`` prefers it).
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ class GANState:
     gen: TrainState
     disc: TrainState
     started: jax.Array  # bool []: the discriminator has started (latched)
+    # EMA of the generator's parameters (an nnx.State like gen.params); {} when off.
+    ema: Any = dataclasses.field(default_factory=dict)
 
 
 def disc_optim(train: TrainConfig, optim: OptimizerConfig, gan: GANConfig) -> OptimizerConfig:
@@ -293,6 +301,11 @@ def make_gan_step(
         gen_state, g_upd = apply_gradients(state.gen, g_grads, g_loss, gen_rest, gen_tx)
         disc_state, d_upd = apply_gradients(state.disc, d_grads, m["disc/loss"], disc_rest,
                                             disc_tx, enabled=started)
+        ema = state.ema
+        if cfg.ema_decay:
+            d = cfg.ema_decay
+            ema = jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e), state.ema,
+                               gen_state.params)
 
         m.update({
             "loss": g_loss, "gen/rec_loss": rec, "gen/adv_weight": weight,
@@ -301,7 +314,7 @@ def make_gan_step(
             **{f"disc/{k}": v for k, v in d_upd.items()},
         })
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in m.items()}
-        return GANState(gen=gen_state, disc=disc_state, started=started), metrics
+        return GANState(gen=gen_state, disc=disc_state, started=started, ema=ema), metrics
 
     return step
 
@@ -319,38 +332,49 @@ def gan_program(
     grad_accum: int = 1,
 ) -> Program:
     """A ``Program`` for ``common.train.loop.train``: checkpoint items ``model`` (the
-    generator, what ``load_model`` restores), ``disc`` and ``train`` (both optimizers,
-    steps, RNG, the start latch). Evaluation reports the generator's reconstruction
-    metrics in eval mode. ``grad_accum``: micro-batches per step (``train.grad_accum``)."""
+    generator, what ``load_model`` restores), ``disc``, ``train`` (both optimizers,
+    steps, RNG, the start latch) and, with ``cfg.ema_decay``, ``ema`` (the generator with
+    its EMA parameters). Evaluation reports the generator's reconstruction metrics in
+    eval mode, with the EMA parameters when there are some. ``grad_accum``:
+    micro-batches per step (``train.grad_accum``)."""
 
     def init() -> GANState:
         gen = TrainState.create(build_gen(nnx.Rngs(seed)), gen_tx, jax.random.key(seed + 1))[1]
         disc = TrainState.create(build_disc(nnx.Rngs(seed + 2)), disc_tx,
                                  jax.random.key(seed + 3))[1]
-        return GANState(gen=gen, disc=disc, started=jnp.zeros((), bool))
+        # A copy, not the same buffers: the state is donated to the step.
+        ema = jax.tree.map(jnp.copy, gen.params) if cfg.ema_decay else {}
+        return GANState(gen=gen, disc=disc, started=jnp.zeros((), bool), ema=ema)
 
     key = jax.random.key(0)
     gen_gd = TrainState.create(nnx.eval_shape(lambda: build_gen(nnx.Rngs(seed))), gen_tx, key)[0]
     disc_gd = TrainState.create(nnx.eval_shape(lambda: build_disc(nnx.Rngs(seed))), disc_tx,
                                 key)[0]
 
+    def inference_params(state: GANState):
+        return state.ema if cfg.ema_decay else state.gen.params
+
     def evaluate(state: GANState, batch: Any, key: jax.Array) -> dict[str, jax.Array]:
-        gen = nnx.merge(gen_gd, state.gen.params, state.gen.rest, copy=True)
+        gen = nnx.merge(gen_gd, inference_params(state), state.gen.rest, copy=True)
         gen.eval()
         _, _, rec, metrics, _ = _unpack_gen(gen_fn(gen, batch, key))
         return {**{k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()},
                 "loss": jnp.asarray(rec, jnp.float32)}
 
     def to_items(s: GANState) -> dict[str, Any]:
-        return {"model": s.gen.model_state(), "disc": s.disc.model_state(),
-                "train": {"gen": s.gen.train_items(), "disc": s.disc.train_items(),
-                          "started": s.started}}
+        items = {"model": s.gen.model_state(), "disc": s.disc.model_state(),
+                 "train": {"gen": s.gen.train_items(), "disc": s.disc.train_items(),
+                           "started": s.started}}
+        if cfg.ema_decay:
+            items["ema"] = nnx.merge_state(s.ema, s.gen.rest)
+        return items
 
     def from_items(items: dict[str, Any]) -> GANState:
         t = items["train"]
+        ema = nnx.split_state(items["ema"], nnx.Param, ...)[0] if cfg.ema_decay else {}
         return GANState(gen=TrainState.from_items(items["model"], t["gen"]),
                         disc=TrainState.from_items(items["disc"], t["disc"]),
-                        started=t["started"])
+                        started=t["started"], ema=ema)
 
     return Program(
         init=init,
@@ -359,7 +383,7 @@ def gan_program(
         evaluate=evaluate,
         to_items=to_items,
         from_items=from_items,
-        model=lambda s: nnx.merge(gen_gd, s.gen.params, s.gen.rest),
+        model=lambda s: nnx.merge(gen_gd, inference_params(s), s.gen.rest),
         nonfinite_run=lambda s: jnp.maximum(s.gen.nonfinite_run, s.disc.nonfinite_run),
         nonfinite_total=lambda s: s.gen.nonfinite_total + s.disc.nonfinite_total,
         grad_accum=grad_accum,

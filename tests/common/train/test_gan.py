@@ -365,7 +365,25 @@ def test_gan_losses_average_over_the_valid_positions():
     np.testing.assert_allclose(float(m["disc/loss"]), d_loss, rtol=1e-5)
 
 
-# -- the discriminator's schedule ---------------------------------------
+# -- EMA weights and the discriminator's schedule ---------------------------------------
+
+
+def test_ema_tracks_the_generator():
+    cfg = GANConfig(ema_decay=0.75)
+    state, step, _ = _masked_setup(cfg, optax.sgd)
+    state = dataclasses.replace(state, ema=jax.tree.map(jnp.copy, state.gen.params))
+    expected = jax.device_get(state.ema)
+    for i in range(3):
+        state, _ = step(state, _padded_batch(i))
+        params = jax.device_get(state.gen.params)
+        expected = jax.tree.map(lambda e, p: 0.75 * e + 0.25 * p, expected, params)
+        for a, b in zip(jax.tree.leaves(state.ema), jax.tree.leaves(expected), strict=True):
+            assert_close(a, b, 1e-6)
+    # It lags the parameters (they moved, so it differs from them).
+    assert any(not np.allclose(a, b) for a, b in zip(
+        jax.tree.leaves(state.ema), jax.tree.leaves(state.gen.params), strict=True))
+    with pytest.raises(ValueError, match=r"gan\.ema_decay"):
+        GANConfig(ema_decay=1.0)
 
 
 def _opt_counts(opt_state):
@@ -390,3 +408,53 @@ def test_disc_schedule_counts_from_its_start():
     assert resolved.total_steps == 700
     fixed = dataclasses.replace(optim, total_steps=50)
     assert disc_optim(TrainConfig(steps=1000), fixed, GANConfig(disc_start_step=300)) == fixed
+
+
+@pytest.mark.slow  # a few steps of the loop, twice
+def test_gan_program_keeps_checkpoints_and_evaluates_ema_weights(tmp_path):
+    from common.train.checkpoint import CheckpointConfig, Checkpointer, load_model
+    from common.train.gan import gan_program
+    from common.train.logging import LoggingConfig
+    from common.train.loop import TrainConfig, train
+    from common.train.mesh import MeshConfig
+
+    def run(steps, resume, name="ema"):
+        cfg = TrainConfig(steps=steps, run_dir=str(tmp_path), run_name=name, resume=resume,
+                          mesh=MeshConfig(2, 2, 2), eval_every=2, eval_batches=1,
+                          checkpoint=CheckpointConfig(every=2),
+                          logging=LoggingConfig(wandb_mode="disabled", progress=False,
+                                                log_every=1))
+        program = gan_program(Gen, Disc, gen_fn, disc_fn, optax.adam(1e-2), optax.adam(1e-2),
+                              GANConfig(ema_decay=0.5))
+        return program, train(cfg, kind="tests.gan", program=program,
+                              train_data=WaveIterator(), eval_data=WaveIterator,
+                              config={"kind": "gan"})
+
+    program, full = run(4, False)
+    ema, params = full.state.ema, full.state.gen.params
+    assert any(not np.allclose(a, b) for a, b in zip(
+        jax.tree.leaves(ema), jax.tree.leaves(params), strict=True))
+    # Evaluation, the logging hooks' model and load_model(("ema", "model")) use the EMA.
+    batch = next(WaveIterator())
+    gen = nnx.merge(nnx.graphdef(program.model(full.state)), ema, full.state.gen.rest)
+    gen.eval()
+    expected = gen_fn(gen, batch, None)[2]
+    got = program.evaluate(full.state, batch, jax.random.key(0))["loss"]
+    assert_close(got, expected, 1e-6)
+    for a, b in zip(jax.tree.leaves(nnx.state(program.model(full.state), nnx.Param)),
+                    jax.tree.leaves(ema), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert Checkpointer(tmp_path / "ema", read_only=True).has_item("ema", 4)
+    loaded, _ = load_model(tmp_path / "ema", lambda c: Gen(nnx.Rngs(9)), item=("ema", "model"))
+    trained, _ = load_model(tmp_path / "ema", lambda c: Gen(nnx.Rngs(9)))
+    for a, b, c, d in zip(jax.tree.leaves(nnx.state(loaded, nnx.Param)), jax.tree.leaves(ema),
+                          jax.tree.leaves(nnx.state(trained, nnx.Param)),
+                          jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(c, d)
+    # A resumed run restores the EMA too and continues exactly.
+    run(2, False, "ema2")
+    _, resumed = run(4, True, "ema2")
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history[2:]]
+    for a, b in zip(jax.tree.leaves(resumed.state.ema), jax.tree.leaves(ema), strict=True):
+        np.testing.assert_array_equal(a, b)
