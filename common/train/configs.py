@@ -113,8 +113,7 @@ class OptimizerConfig:
     sgd_momentum: float = 0.0
     """Heavy-ball momentum of sgd (0: none)."""
     clip_norm: float | Literal["auto"] | None = "auto"
-    """Clip the global gradient norm to this before the optimizer (None: no clipping;
-    auto: 1.0, but none for scaled_adam, which clips itself)."""
+    """Clip the global gradient norm to this (None: never; auto: 1.0, none for scaled_adam)."""
     grokfast: GrokfastName = "none"
     """Grokfast gradient filter: none, ema or ma (moving average over a window)."""
     grokfast_alpha: float = 0.98

@@ -12,10 +12,10 @@ DiscPreprocess = Literal["none", "dac"]
 
 @dataclasses.dataclass(frozen=True)
 class DiscriminatorConfig:
-    """The GAN discriminators: multi-period (HiFi-GAN's MPD), multi-scale (MelGAN's MSD)
-    and complex-STFT (DAC's MRD). The ``msd_*`` fields configure MelGAN's multi-scale
-    discriminator (its ``NLayerDiscriminator`` layout; DAC's ``MSD`` has the same
-    layers), not HiFi-GAN's differently-shaped MSD."""
+    """The GAN discriminators: HiFi-GAN's MPD, MelGAN's MSD and DAC's complex-STFT MRD."""
+
+    # The msd_* fields configure MelGAN's multi-scale discriminator (its
+    # NLayerDiscriminator layout, which DAC's MSD shares), not HiFi-GAN's MSD.
 
     periods: tuple[int, ...] = (2, 3, 5, 7, 11)
     """MPD periods (empty: no MPD)."""
@@ -24,8 +24,7 @@ class DiscriminatorConfig:
     msd_scales: int = 3
     """number of scales of MelGAN's MSD (each halves the rate with MelGAN's average pool)."""
     msd_channels: tuple[int, ...] = (16, 64, 256, 1024, 1024)
-    """channels of MelGAN's MSD convs (kernel 15, then kernel-41 convs strided by 4 in
-    groups of 4 input channels, then kernel 5); MelGAN's and DAC's are the default."""
+    """channels of MelGAN's MSD convs (kernel 15, grouped kernel-41 strided convs, kernel 5)."""
     stft_ffts: tuple[int, ...] = (2048, 1024, 512)
     """FFT sizes of the complex-STFT discriminators (hop fft / 4)."""
     stft_channels: int = 32
@@ -36,11 +35,9 @@ class DiscriminatorConfig:
     weight_norm: bool = True
     """weight-normalised convs (HiFi-GAN, DAC)."""
     dtype: str | None = None
-    """compute dtype of the discriminators' convs (e.g. "bfloat16"; None: float32). The
-    parameters, the STFT, the input preprocessing and the losses stay float32."""
+    """compute dtype of the discriminators' convs ("bfloat16"; None: float32); params stay f32."""
     preprocess: DiscPreprocess = "none"
-    """input preprocessing of real and fake audio alike: "none", or "dac" (DAC's: remove
-    each example's DC offset and normalise its peak to 0.8, over its valid samples)."""
+    """input preprocessing of real and fake audio: none, or dac (DC removed, peak at 0.8)."""
 
     def __post_init__(self):
         allowed = typing.get_args(DiscPreprocess)
