@@ -37,13 +37,14 @@ import numpy as np
 from flax import nnx
 
 from common.config import config_to_dict, format_config
-from common.train.checkpoint import Checkpointer, write_config_json
+from common.train.checkpoint import Checkpointer, CheckpointError, write_config_json
 from common.train.configs import TrainConfig
 from common.train.logging import RunLogger
 from common.train.mesh import batch_sharding as make_batch_sharding
 from common.train.mesh import host_to_global, make_mesh, state_shardings
 from common.train.optim import OptimizerConfig
 from common.train.program import Program
+from common.train.resume_check import schedule_changes
 from common.train.runs import UNKNOWN, read_run_info, start_run
 from common.train.step import jit_train_step
 
@@ -145,6 +146,23 @@ def resolve_optim(cfg: TrainConfig, optim: OptimizerConfig | None = None) -> Opt
     return optim
 
 
+def _warn_schedule_changes(ckpt: Checkpointer, step: int, config: Mapping[str, Any]) -> None:
+    """Warn when the resumed run's learning-rate schedules differ from those it was saved
+    with (e.g. ``--steps`` raised under a cosine schedule that follows it)."""
+    try:
+        saved = ckpt.restore_config(step)
+    except CheckpointError:  # a checkpoint saved without its config: nothing to compare
+        return
+    changes = schedule_changes(saved, config)
+    if changes:
+        log.warning(
+            "resuming at step %d with another learning-rate schedule than the run was "
+            "saved with: %s. Training continues from the saved optimizer state under the "
+            "new schedule, so the learning rate changes abruptly at step %d; to keep the "
+            "old schedule, resume with the saved values (e.g. --train.optim.total-steps)",
+            step, "; ".join(changes), step)
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -199,6 +217,7 @@ def train(
             data_iterator=train_data if hasattr(train_data, "set_state") else None)
         state = program.from_items(items)
         log.info("resumed %s at step %d", run_dir, start)
+        _warn_schedule_changes(ckpt, start, config_dict)
     else:
         if cfg.resume:
             log.warning("--resume: no checkpoint in %s yet; starting from scratch", run_dir)
