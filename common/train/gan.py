@@ -61,7 +61,7 @@ from common.losses.adversarial import (
 from common.losses.r1 import r1_penalty
 from common.train.configs import GANConfig, OptimizerConfig, TrainConfig
 from common.train.program import Program
-from common.train.step import TrainState, apply_gradients, split_micro
+from common.train.step import TrainState, apply_gradients, make_train_step, split_micro
 from common.train.tree import path_to_str
 
 GenFn = Callable[[nnx.Module, Any, jax.Array], tuple]
@@ -319,6 +319,36 @@ def make_gan_step(
     return step
 
 
+def make_gan_warmup_step(gen_graphdef: nnx.GraphDef, gen_fn: GenFn,
+                         gen_tx: optax.GradientTransformation, cfg: GANConfig, *,
+                         grad_accum: int = 1) -> Callable:
+    """The step before the discriminator starts: the generator's reconstruction loss
+    alone, the discriminator neither run nor updated (its step counter advances, as
+    the full step's skipped update does). It gives the full step's update while the
+    adversarial weight is 0, at the cost of the generator alone, and compiles without
+    the discriminator: a run that never starts it never compiles it."""
+
+    def loss_fn(gen, batch, key):
+        # the key the full step hands gen_fn (fold_in(rng, t), then its first split)
+        _, _, rec, metrics, _ = _unpack_gen(gen_fn(gen, batch, jax.random.split(key, 3)[0]))
+        return rec, metrics
+
+    gen_step = make_train_step(gen_graphdef, loss_fn, gen_tx, grad_accum=grad_accum)
+
+    def step(state: GANState, batch: Any) -> tuple[GANState, dict[str, jax.Array]]:
+        gen, m = gen_step(state.gen, batch)
+        ema = state.ema
+        if cfg.ema_decay:
+            d = cfg.ema_decay
+            ema = jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e), state.ema, gen.params)
+        disc = dataclasses.replace(state.disc, step=state.disc.step + 1)
+        metrics = {("loss" if k == "loss" else f"gen/{k}"): v for k, v in m.items()}
+        metrics.update({"gen/rec_loss": m["loss"], "disc/started": jnp.float32(0.0)})
+        return GANState(gen=gen, disc=disc, started=state.started, ema=ema), metrics
+
+    return step
+
+
 def gan_program(
     build_gen: Callable[[nnx.Rngs], nnx.Module],
     build_disc: Callable[[nnx.Rngs], nnx.Module],
@@ -376,10 +406,16 @@ def gan_program(
                         disc=TrainState.from_items(items["disc"], t["disc"]),
                         started=t["started"], ema=ema)
 
+    # Before a fixed start step the cheaper generator-only step runs (with a start that
+    # waits on the loss too, the full step must watch the loss, so there is none).
+    warmup = cfg.disc_start_step if cfg.disc_start_loss is None else 0
     return Program(
         init=init,
         step=make_gan_step(gen_gd, disc_gd, gen_fn, disc_fn, gen_tx, disc_tx, cfg,
                            grad_accum=grad_accum),
+        warmup_step=(make_gan_warmup_step(gen_gd, gen_fn, gen_tx, cfg, grad_accum=grad_accum)
+                     if warmup else None),
+        warmup_steps=warmup,
         evaluate=evaluate,
         to_items=to_items,
         from_items=from_items,

@@ -225,6 +225,8 @@ def train(
     write_config_json(run_dir, config_dict)
 
     step_fn = jit_train_step(program.step, shardings, batch_sh)
+    warmup_fn = (jit_train_step(program.warmup_step, shardings, batch_sh)
+                 if program.warmup_step is not None else None)
     eval_fn = (jax.jit(program.evaluate, in_shardings=(shardings, batch_sh, None))
                if program.evaluate is not None else None)
     model_params = nnx.split_state(program.to_items(abstract)["model"], nnx.Param, ...)[0]
@@ -269,7 +271,8 @@ def train(
         for step in range(start + 1, cfg.steps + 1):
             batch = host_to_global(next(train_data), mesh)
             logger.maybe_profile(step)
-            state, metrics = step_fn(state, batch)
+            fn = warmup_fn if warmup_fn is not None and step <= program.warmup_steps else step_fn
+            state, metrics = fn(state, batch)
             logger.advance(step)
             log_now = step % cfg.logging.log_every == 0 or step == cfg.steps
             if log_now:

@@ -458,3 +458,26 @@ def test_gan_program_keeps_checkpoints_and_evaluates_ema_weights(tmp_path):
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history[2:]]
     for a, b in zip(jax.tree.leaves(resumed.state.ema), jax.tree.leaves(ema), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_warmup_step_is_the_full_step_before_the_disc_starts():
+    # The generator-only step that gan_program runs before disc_start_step gives the
+    # full step's update (adversarial weight 0, discriminator untouched), so a run can
+    # skip the discriminator until it starts without changing what it learns.
+    from common.train.gan import make_gan_warmup_step
+
+    cfg = GANConfig(disc_start_step=5)
+    state, step, (ggd, _) = _setup(cfg)
+    warm = jax.jit(make_gan_warmup_step(ggd, gen_fn, optax.adam(1e-2), cfg))
+    full = jax.jit(step)
+    a = b = state
+    for i in range(2):
+        a, ma = full(a, _batch(i))
+        b, mb = warm(b, _batch(i))
+        assert_close(mb["gen/rec_loss"], ma["gen/rec_loss"], 1e-6)
+        assert_close(mb["loss"], ma["loss"], 1e-6)
+    def arrays(s):  # every leaf but the PRNG keys
+        return [x for x in jax.tree.leaves(s) if not jnp.issubdtype(x.dtype, jax.dtypes.prng_key)]
+
+    for x, y in zip(arrays(a), arrays(b), strict=True):
+        assert_close(y, x, 1e-6)
