@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 COMMANDS = ("common.data.build_corpus", "common.data.preprocess", "common.train.list_runs",
+            "common.train.plot_curves",
             "tokenizer.alpha.infer", "tokenizer.alpha.eval", "tokenizer.alpha.train",
             "tokenizer.snac.infer", "tokenizer.snac.convert", "tokenizer.snac.tokens",
             "tokenizer.snac.train")

@@ -95,15 +95,43 @@ def test_mfu_when_peak_known(tmp_path, monkeypatch):
     logger.close()
 
 
-def test_disabled_writes_nothing(tmp_path, wandb_in_tmp):
+def test_disabled_wandb_still_keeps_the_local_record(tmp_path, wandb_in_tmp):
+    # W&B off: nothing of W&B's, but the run directory keeps the metric history, its
+    # curves and the logged media (what a user without W&B looks at).
+    from common.train.curves import read_metrics
+
     run_dir = tmp_path / "run"
     with RunLogger(LoggingConfig(wandb_mode="disabled"), run_dir, {}, 10) as logger:
         assert logger.mode == "disabled" and logger.run_id is None
         logger.log_scalars(1, {"loss": 1.0})
-        logger.log_audio(1, "a", np.zeros(10), 16000)
-        logger.log_spectrogram(1, "s", np.zeros((4, 4)))
-        logger.log_text(1, "t", "x")
-    assert not run_dir.exists() and not wandb_in_tmp.exists()
+        logger.log_scalars(2, {"loss": 0.5, "eval/loss": 0.75})
+        logger.log_audio(2, "audio/0_recon", np.zeros(10), 16000)
+        logger.log_spectrogram(2, "mel/0_recon", np.zeros((4, 4)))
+        logger.log_text(2, "t", "x")
+    assert not wandb_in_tmp.exists() and not (run_dir / "wandb").exists()
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2] and rows[1]["eval/loss"] == 0.75
+    assert rows[1]["time"] >= rows[0]["time"] >= 0
+    assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    media = run_dir / "media" / "step_0000002"
+    assert sorted(p.name for p in media.iterdir()) == ["audio_0_recon.wav", "mel_0_recon.png"]
+
+
+def test_resumed_logger_drops_redone_rows_and_carries_the_wall_time(tmp_path, wandb_in_tmp):
+    from common.train.curves import read_metrics
+
+    cfg = LoggingConfig(wandb_mode="disabled", progress=False)
+    ticks = iter(range(0, 1000, 10))
+    with RunLogger(cfg, tmp_path, {}, 10, clock=lambda: float(next(ticks))) as logger:
+        for step in (2, 4, 6):
+            logger.log_scalars(step, {"loss": 1.0 / step})
+    # the checkpoint was at step 4: step 6 is redone after the resumption
+    with RunLogger(cfg, tmp_path, {}, 10, start_step=4,
+                   clock=lambda: float(next(ticks))) as logger:
+        logger.log_scalars(6, {"loss": 0.1})
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [2, 4, 6] and rows[-1]["loss"] == 0.1
+    assert rows[-1]["time"] > rows[1]["time"]
 
 
 @pytest.mark.slow  # over 3 s: CI runs it, the fast subset leaves it out
