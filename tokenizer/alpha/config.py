@@ -70,7 +70,11 @@ class QuantizerConfig:
     phoneme_vocab: int = 0
     """stage-1 codebook size = the phoneme vocabulary with the CTC blank (0: the data's)."""
     vq_dim: int = 8
-    """factorised (low-dim, l2-normalised) code dimension of the VQ codebooks."""
+    """factorised (low-dim, l2-normalised) code dimension of the ``vq`` / ``rvq`` codebooks."""
+    phoneme_vq_dim: int = 32
+    """``phoneme_bsq``: code dimension of the stage-1 codebook, whose cosine similarities
+    are the CTC logits. 32, not DAC's 8: in 8 dimensions the ~70 codes crowd together
+    and CTC stalled above the uniform loss (BENCHMARKS.md, 2026-12-07)."""
     ema: bool = False
     """EMA updates of the VQ codebooks (``vq``, ``rvq``; ``phoneme_bsq`` refuses it)."""
     phoneme_shared_gradient: bool = False
@@ -87,8 +91,11 @@ class QuantizerConfig:
     """BSQ: the entropy penalty is factorised over groups of this many bits."""
     gamma: float = 1.0
     """BSQ: weight of the entropy penalty's codebook term."""
-    inv_temperature: float = 1.0
-    """BSQ: inverse temperature of the soft code probabilities in the entropy penalty."""
+    inv_temperature: float = 100.0
+    """BSQ: inverse temperature of the soft code probabilities in the entropy penalty, as
+    BSQ-ViT's ``inv_temperature`` (its training scripts use 100). At 1 the assignment of
+    12 bits is nearly uniform whatever the codes, the penalty has no grip, and the
+    codes collapsed to one in 40 steps of the ``cpu`` recipe (group perplexity 41 -> 1.5)."""
     codebook_size: int = 1024
     """``vq`` and ``rvq``: entries per codebook."""
     num_quantizers: int = 4
@@ -179,8 +186,15 @@ class AlphaConfig:
 
 
 def tiny() -> AlphaConfig:
-    # Sized for the default run on a 2-core CPU: one bucket (one compile of the step),
-    # a few minutes of steps; the architecture is the full one, only narrower.
+    """The default run: a few minutes on a 2-core CPU, corpus and compiling included.
+
+    The architecture is the full one, only narrower. One bucket of 4 s (one compile of
+    the step), 60 steps of reconstruction and CTC; it evaluates before the first step
+    and after the last (``eval_at_start``), so the curve, the logged audio and the
+    spectrograms show the codec before and after. The discriminator starts after the
+    run (``--gan.disc-start-step 30`` turns it on half-way: the step then also runs and
+    compiles the discriminators, about twice the time); the ``cpu`` preset is the
+    recipe that learns for real."""
     steps = 60
     return AlphaConfig(
         sample_rate=24000,
@@ -192,10 +206,10 @@ def tiny() -> AlphaConfig:
                                  msd_channels=(4, 8), stft_ffts=(512,), stft_channels=4,
                                  stft_bands=((0.0, 0.25), (0.25, 0.5), (0.5, 1.0))),
         loss=LossConfig(mel_n_ffts=(64, 256, 1024), mel_n_mels=(10, 40, 80)),
-        gan=GANConfig(disc_start_step=30),
+        gan=GANConfig(disc_start_step=steps + 1),
         disc_optim=dac_adamw(1e-3, 0),
         data=DataConfig(batch_size=4, max_seconds=4.0, bucket_seconds=(4.0,)),
-        train=TrainConfig(steps=steps, eval_every=steps, eval_batches=2,
+        train=TrainConfig(steps=steps, eval_every=steps, eval_batches=2, eval_at_start=True,
                           optim=dac_adamw(1e-3, 5),
                           checkpoint=CheckpointConfig(every=30),
                           logging=LoggingConfig(log_every=10, audio_every=steps)),
@@ -207,9 +221,7 @@ def cpu() -> AlphaConfig:
 
     What it changes from ``tiny``, and why (experiments in BENCHMARKS.md):
 
-    - stage-1 codes in 32 dimensions (``vq_dim``): with 8, CTC on the cosine logits of
-      69 codes did not move in 100 steps (loss 5.4, above the uniform 4.2); with 32 it
-      fell and decoded (PER 0.98 -> 0.82 in 150 steps of the same probe);
+    - (as every preset now) stage-1 codes in 32 dimensions (``phoneme_vq_dim``);
     - ``ctc`` weight 5: the encoder serves both the phoneme stage and the residual,
       and the mel term (weight 15) would otherwise take it over;
     - a wider decoder (64 channels at the latent rate, 4 at the audio rate, where
@@ -221,13 +233,13 @@ def cpu() -> AlphaConfig:
       (``gan.disc_start_step``); adversarial training pays off later than an hour of
       CPU, and until it starts the step does not run the discriminator at all.
     """
-    steps = 1200
+    steps = 1000
     return AlphaConfig(
         sample_rate=24000,
         codec=ConvStackConfig(channels=8, decoder_channels=64, strides=(2, 4, 6, 10),
                               dilations=(1, 3, 9), latent_dim=64, transformer_layers=2,
                               transformer_heads=4),
-        quantizer=QuantizerConfig(num_bits=12, group_size=6, vq_dim=32),
+        quantizer=QuantizerConfig(num_bits=12, group_size=6),
         disc=DiscriminatorConfig(periods=(2, 3, 5), mpd_channels=(4, 8), msd_scales=2,
                                  msd_channels=(4, 8), stft_ffts=(512,), stft_channels=4,
                                  stft_bands=((0.0, 0.25), (0.25, 0.5), (0.5, 1.0))),

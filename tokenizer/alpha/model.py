@@ -31,7 +31,7 @@ def build_quantizer(q: QuantizerConfig, dim: int, *, rngs: nnx.Rngs) -> nnx.Modu
         if q.phoneme_vocab < 2:
             raise ValueError("quantizer.phoneme_vocab must be set (>= 2: blank + phonemes); "
                              "the training script takes it from the data's phoneme vocab")
-        return PhonemeBSQ(dim, q.phoneme_vocab, vq_dim=q.vq_dim, num_bits=q.num_bits,
+        return PhonemeBSQ(dim, q.phoneme_vocab, vq_dim=q.phoneme_vq_dim, num_bits=q.num_bits,
                           group_size=q.group_size, gamma=q.gamma,
                           inv_temperature=q.inv_temperature, ema=q.ema,
                           dead_code_threshold=q.dead_code_threshold,
