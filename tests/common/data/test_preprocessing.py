@@ -214,7 +214,8 @@ def test_write_and_read_features(tmp_path, corpus):
     assert index["count"] == 7 and index["num_shards"] == 3
     assert [s["count"] for s in index["shards"]] == [2, 2, 3]
     assert index["skipped"] == {"silent": 1, "unreadable": 1} and index["skipped_total"] == 2
-    assert index["notes"] == {"resampled": 8}  # 16 kHz files: the good ones and the silent
+    # 16 kHz files: the good ones (the silent one, resampled too, counts as skipped only)
+    assert index["notes"] == {"resampled": 7}
     assert index["features"]["logmel"] == {"shape": [None, 80], "dtype": "float32"}
     assert index["features"]["f0"]["shape"] == [None]
     assert [e["name"] for e in index["extractors"]] == ["logmel", "f0", "text", "audio",
@@ -360,12 +361,14 @@ def test_cli_end_to_end_with_a_crash(tmp_path, capsys):
     result = main(cmd[3:])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert result.shards_done_before == () and result.shards_written == (0, 1)
-    assert "3 records, 1 skipped" in last and "audio-s/s" in last and "index.json" in last
+    # The console counts what the index counts: the header the loader could not read too.
+    assert "3 records, 2 skipped (silent=1 unreadable=1)" in last and "in all" not in last
+    assert "audio-s/s" in last and "index.json" in last
     src = ShardSource(out)
     assert [src[i]["id"] for i in range(len(src))] == ["ljs/LJ001-0000", "ljs/LJ001-0002",
                                                        "ljs/LJ001-0004"]
     assert src[0]["logmel"].shape == (1 + 11025 // 256, 40) and src[1]["text"] == "Text 2."
     index = src.index
-    assert index["skipped"] == {"silent": 1}
-    assert index["source"]["load_skipped"] == {"unreadable": 1}
+    assert index["skipped"] == {"silent": 1, "unreadable": 1} and index["skipped_total"] == 2
+    assert index["skipped_at_load"] == index["source"]["load_skipped"] == {"unreadable": 1}
     assert main(["--output", str(out), "--finalize"])["count"] == 3
