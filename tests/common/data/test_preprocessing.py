@@ -287,6 +287,14 @@ def test_resume_after_interruption(tmp_path, corpus):
     src = ShardSource(out)
     assert [src[i]["id"] for i in range(len(src))] == good  # each id exactly once
     assert result.index["count"] == 7 and not list(out.glob("*.tmp"))
+    # This run wrote part of the shards: its line gives the index's totals too.
+    assert result.records == 4 and result.skipped == {"silent": 1}
+    assert "index.json written: 7 records, 2 skipped (silent=1 unreadable=1) in all" \
+        in result.summary()
+    # A plan from before BadInputConfig.truncated existed resumes (the default applies).
+    plan = shards.read_json(out / shards.PLAN_FILE)
+    del plan["bad_input"]["truncated"]
+    shards.write_json(out / shards.PLAN_FILE, plan)
     again = preprocess(records, out, setups, sample_rate=SR, shard_size=2)
     assert again.shards_written == () and again.index["count"] == 7
     with pytest.raises(ShardError, match=r"differs .* in \['num_records', 'ids_sha256', "
