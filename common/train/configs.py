@@ -341,6 +341,10 @@ class TrainConfig:
       eval_every: evaluate every N steps (0: never).
       eval_batches: batches per evaluation.
       max_nonfinite: stop after this many consecutive skipped (NaN/Inf) updates.
+      stop_check_seconds: multi-process runs agree on stopping (SIGTERM/SIGINT on any
+        process) about this often, in wall-clock seconds, whatever the step time: well
+        inside a preemption notice (~30 s on TPU) with the checkpoint save after it.
+        One process checks its signal every step at no cost.
       run_dir: parent directory of runs.
       run_name: this run's subdirectory (default: a timestamp; with ``resume`` and no
         name, the newest run in run_dir).
@@ -353,6 +357,7 @@ class TrainConfig:
     eval_every: int = 0
     eval_batches: int = 4
     max_nonfinite: int = 20
+    stop_check_seconds: float = 5.0
     run_dir: str = "runs"
     run_name: str | None = None
     resume: bool = False
@@ -367,3 +372,6 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0:
             raise ValueError(f"train.eval_every must be >= 0, got {self.eval_every}")
+        if not self.stop_check_seconds > 0:
+            raise ValueError("train.stop_check_seconds must be > 0, got "
+                             f"{self.stop_check_seconds}")
