@@ -100,7 +100,10 @@ def _micro_tokenizer(tmp_path):
     """The micro codec (8 kHz, stage-1 codebook of 6) and a 6-symbol phoneme vocabulary."""
     cfg = micro()
     vocab = Vocab(["a", "b"]).save(tmp_path / "phonemes.json")
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, phoneme_vocab=str(vocab)))
+    # No held-out slice of split-less folders: "validation" is then missing on purpose.
+    source = dataclasses.replace(cfg.data.source, holdout=0.0)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, phoneme_vocab=str(vocab),
+                                                            source=source))
     return AlphaTokenizer(AlphaCodec(cfg, rngs=nnx.Rngs(0)), cfg, batch_size=2), cfg
 
 
@@ -156,7 +159,7 @@ def test_open_eval_source_whole_or_a_split(tmp_path):
     (lj / "wavs").mkdir(parents=True)
     _tones(lj / "wavs", 6)
     (lj / "metadata.csv").write_text("".join(f"u{i}|Text {i}.|Text {i}.\n" for i in range(6)))
-    src = SourceConfig(kind="ljspeech", path=str(lj))
+    src = SourceConfig(kind="ljspeech", path=str(lj), holdout=0.0)
     whole, split = open_eval_source(src, "")
     assert split == "" and len(whole) == 6  # LJSpeech has "train" only: that is all of it
     with pytest.raises(DataError, match="no 'validation' split"):
