@@ -286,6 +286,24 @@ def test_audio_folder_metadata_pointing_at_missing_file(tmp_path, caplog):
         hf.audio_folder(root, bad=STRICT, cache_dir=str(tmp_path / "c"))
 
 
+def test_audio_folder_dangling_link_is_missing_in_its_split(tmp_path, caplog):
+    root = tmp_path / "af"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        sf.write(root / split / "a.wav", tone(0.3), SR)
+    (root / "test" / "gone.wav").symlink_to(tmp_path / "moved_away.wav")
+    with caplog.at_level(logging.WARNING):
+        test = hf.audio_folder(root, "test", cache_dir=str(tmp_path / "c"))
+    assert len(test) == 1 and test.load_stats.skipped == {"missing": 1}
+    assert "gone.wav: missing (broken symbolic link to " in caplog.text
+    train = hf.audio_folder(root, "train", cache_dir=str(tmp_path / "c"))
+    assert len(train) == 1 and train.load_stats.skipped == {}  # not in this split
+    assert hf.audio_folder(root, cache_dir=str(tmp_path / "c")).load_stats.skipped == {
+        "missing": 1}
+    with pytest.raises(BadInputError, match=r"gone\.wav: missing \(broken symbolic link"):
+        hf.audio_folder(root, "test", bad=STRICT, cache_dir=str(tmp_path / "c"))
+
+
 def test_hf_dataset_inline_garbage_bytes(tmp_path, caplog):
     buf = io.BytesIO()
     sf.write(buf, tone(0.3), SR, format="WAV")

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from common.audio.io import load_audio
-from common.data import layouts
+from common.data import hf, layouts
 from common.data.bad_input import BadInputError
 from common.data.features import build_extractors
 from common.data.pipeline import PipelineConfig, iterate_eval
@@ -166,9 +166,15 @@ def test_infer_preprocess_and_pipelines_count_alike(messy, tmp_path):
     assert f"{len(ODD)} records, {len(BROKEN)} skipped (empty=1 missing=1 " in summary
     assert "in all" not in summary  # one worker, one run: the index says the same
 
-    it = iterate_eval(source, PipelineConfig(sample_rate=CODEC_SR, batch_size=4,
-                                             frame_hops=(4,), read_threads=0,
-                                             process_index=0, process_count=1))
+    pcfg = PipelineConfig(sample_rate=CODEC_SR, batch_size=4, frame_hops=(4,),
+                          read_threads=0, process_index=0, process_count=1)
+    it = iterate_eval(source, pcfg)
     batches = list(it)
     assert sum(int(b["example_valid"].sum()) for b in batches) == len(ODD)
+    assert dict(it.stats.skipped) == counts
+    # The same files as a plain audio folder (read through datasets, which lists no
+    # dangling links: the loader reports it).
+    folder = hf.audio_folder(lj / "wavs", "train", cache_dir=str(tmp_path / "cache"))
+    it = iterate_eval(folder, pcfg)
+    assert sum(int(b["example_valid"].sum()) for b in it) == len(ODD)
     assert dict(it.stats.skipped) == counts
