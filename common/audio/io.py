@@ -10,10 +10,10 @@ which libsndfile otherwise decodes silently as the part that exists.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -33,8 +33,10 @@ class AudioLoadError(ValueError):
     """An audio file could not be used; the message names the file and the problem."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Frames:
+# A NamedTuple, not a dataclass: this file also loads on its own, outside the package
+# (the corpus worker's copy of ``resample`` is tested against it that way), and a
+# dataclass needs its module in sys.modules.
+class Frames(NamedTuple):
     """What a file decodes to: float32 ``data [N, C]`` (channels last) at ``sample_rate``,
     and ``header_frames``: the frames its header promises when the file holds fewer (a
     truncated file; ``N`` is then what is left), else None."""
