@@ -16,7 +16,8 @@ Batch (a dict of numpy arrays, leading axis this process's share of the global b
   audio_lengths    int32   [B]        valid samples per row
   valid_<hop>      bool    [B, N // hop] for each hop in ``frame_hops`` (last frames valid)
   phonemes, text   int32   [B, L]     left-padded with 0, when a vocabulary is given
-  phonemes_valid, text_valid  bool [B, L]
+  phonemes_valid, text_valid  bool [B, L]  all False for a row whose transcript is not
+                                      complete in its audio (cropped): CTC leaves it out
   speaker          int32   [B]        index into ``speakers``, when given
   example_valid    bool    [B]        False for rows that pad the batch or were skipped
 
@@ -24,6 +25,16 @@ Two modes. Segment (``segment_seconds``): every utterance is cropped to a fixed 
 (shorter ones padded), batches of shuffled indices; for codecs. Whole utterances
 (``segment_seconds=None``): up to ``max_seconds``, batched by similar duration with
 ``N`` padded up to a bucket boundary; for CTC and TTS, with tokenised transcripts.
+Longer utterances are cropped to a random window of ``max_seconds`` (as DAC and EnCodec
+train) or skipped (``long_utterances``); a cropped utterance keeps its audio but not its
+transcript, which no longer matches it: its token rows are empty.
+
+Phonemes: with ``phonemize``, a record without phonemes gets its transcript phonemized
+by espeak-ng in its language (``common.data.phonemize``: the corpus's engine and symbols),
+in the workers, cached per text.
+
+What each rule kept and skipped is logged per epoch (``common.data.pipeline_report``),
+and a pipeline that keeps nothing stops with an ``EmptyPipelineError`` naming why.
 
 Determinism: the plan depends on (seed, epoch), crop positions and random gains on
 (seed, epoch, source index), and the pipeline maps one plan entry to one batch (a bad
@@ -34,6 +45,7 @@ continues exactly, with any worker count.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 import logging
@@ -60,6 +72,8 @@ from common.data.batching import (
     left_pad_tokens,
     round_up,
 )
+from common.data.phonemize import record_phonemes
+from common.data.pipeline_report import EmptyPipelineError, PipelineReport, plan_summary
 from common.data.records import DataError
 from common.data.transforms import (
     SALT_CROP,
@@ -75,6 +89,8 @@ from common.data.vocab import Vocab
 log = logging.getLogger(__name__)
 
 STATS_KEY = "_skip_counts"  # reserved: skip counts travelling from workers to the main process
+# A crop this short (metadata durations a little under the file's) cuts no phoneme.
+CROP_TOLERANCE_SECONDS = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +103,9 @@ class PipelineConfig:
       segment_seconds: crop every utterance to this length (segment mode); None for
         whole utterances (bucketed).
       max_seconds: whole-utterance mode: the longest batch length.
-      long_utterances: longer than ``max_seconds``: "crop" (a random window) or "skip".
+      long_utterances: longer than ``max_seconds``: "crop" (a random window of
+        ``max_seconds``; its token rows are left empty, since the transcript no longer
+        matches the audio) or "skip" (counted as ``too_long``).
       bucket_seconds: batch lengths in whole-utterance mode (``max_seconds`` is the last).
       bucket_window: batches per window sorted by duration (larger: less padding, less
         randomness in which utterances share a batch).
@@ -102,8 +120,14 @@ class PipelineConfig:
       pad_multiple: token length L is the batch's longest sequence rounded up to this.
       max_tokens: fixed L instead (static shapes; required with several processes).
       long_tokens: more than ``max_tokens``: "error" (naming the utterance), "truncate",
-        or "skip" (the utterance, counted as ``long_transcript``: a cut transcript would
-        be a wrong CTC target).
+        "skip" (the utterance, counted as ``long_transcript``: a cut transcript would
+        be a wrong CTC target), or "mask" (keep the audio, leave its token rows empty,
+        noted as ``long_transcript``).
+      phonemize: records with an empty ``phonemes`` field get their ``text`` phonemized
+        (espeak-ng, ``common.data.phonemize``); one that yields none is skipped as
+        ``no_phonemes``.
+      language: the espeak language for that ("en-us", "de", ...); empty: each record's
+        own ``language``, else "en-us".
       token_bos_eos: frame token sequences with <bos> ... <eos>.
       speakers: speaker ids; ``speaker`` is the index in this table.
       seed: plan shuffles, crops and gains derive from it.
@@ -133,8 +157,10 @@ class PipelineConfig:
     text_vocab: str | None = None
     pad_multiple: int = 16
     max_tokens: int | None = None
-    long_tokens: Literal["error", "truncate", "skip"] = "error"
+    long_tokens: Literal["error", "truncate", "skip", "mask"] = "error"
     token_bos_eos: bool = False
+    phonemize: bool = False
+    language: str = ""
     speakers: tuple[str, ...] | None = None
     seed: int = 0
     num_epochs: int | None = None
@@ -172,8 +198,9 @@ class PipelineConfig:
         need(self.pad_multiple >= 1, f"pad_multiple must be >= 1, got {self.pad_multiple}")
         need(self.max_tokens is None or self.max_tokens >= 1,
              f"max_tokens must be >= 1 or None, got {self.max_tokens}")
-        need(self.long_tokens in ("error", "truncate", "skip"),
-             f"long_tokens must be 'error', 'truncate' or 'skip', got {self.long_tokens!r}")
+        need(self.long_tokens in ("error", "truncate", "skip", "mask"),
+             "long_tokens must be 'error', 'truncate', 'skip' or 'mask', got "
+             f"{self.long_tokens!r}")
         need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         need(self.num_epochs is None or self.num_epochs >= 1,
              f"num_epochs must be >= 1 or None, got {self.num_epochs}")
@@ -243,9 +270,11 @@ class _Collate:
         self.speakers = (None if cfg.speakers is None
                          else {s: i for i, s in enumerate(cfg.speakers)})
         self.max_len = cfg.seconds_to_length(cfg.max_seconds)
+        self.crop_tolerance = round(CROP_TOLERANCE_SECONDS * cfg.sample_rate)
 
     def _audio(self, rec: dict, n: int, epoch: int, index: int, stats: SkipStats
-               ) -> np.ndarray | None:
+               ) -> tuple[np.ndarray | None, bool]:
+        """``(wav [<= n] or None when skipped, whether it is the whole utterance)``."""
         cfg = self.cfg
         wav = rec["audio"]
         if cfg.segment_seconds is None and wav.shape[0] > self.max_len:
@@ -253,40 +282,59 @@ class _Collate:
                 stats.skip(Skipped(str(rec["audio_path"]), "too_long",
                                    f"{wav.shape[0] / cfg.sample_rate:.1f} s > "
                                    f"max_seconds {cfg.max_seconds}"))
-                return None
+                return None, False
         if cfg.loudness_dbfs is not None:
             gain = 0.0
             if self.train and cfg.gain_db is not None:
                 gain = float(example_rng(cfg.seed, epoch, index, SALT_GAIN).uniform(*cfg.gain_db))
             wav = normalize_loudness(wav, cfg.loudness_dbfs, cfg.peak_dbfs, gain)
+        whole = True
         if wav.shape[0] > n:
             if cfg.segment_seconds is None and wav.shape[0] <= self.max_len:
                 stats.note("cropped_to_bucket")  # its metadata duration was too short
+            # A few samples over (metadata rounding) cut no phoneme: still whole.
+            whole = wav.shape[0] - n <= self.crop_tolerance
             wav = random_crop(wav, n, example_rng(cfg.seed, epoch, index, SALT_CROP))
-        return wav
+        return wav, whole
 
-    def _tokens(self, rec: dict, field: str, stats: SkipStats) -> np.ndarray | None:
-        if not rec[field]:
-            path = str(rec["audio_path"])
-            if self.cfg.bad_input.mode == "strict":
-                raise BadInputError(path, "no_transcript", f"empty {field!r} field")
-            stats.skip(Skipped(path, "no_transcript", f"empty {field!r} field"))
+    def _tokens(self, rec: dict, field: str, whole: bool, stats: SkipStats
+                ) -> np.ndarray | None:
+        """int32 ``[L]`` ids (``[0]``: kept without a CTC target), or None: skipped."""
+        cfg, path = self.cfg, str(rec["audio_path"])
+        phonemize = field == "phonemes" and cfg.phonemize
+        if not (rec[field] or (phonemize and rec["text"])):
+            self._bad(path, "no_transcript", f"empty {field!r} field", stats)
             return None
-        skip = self.cfg.long_tokens == "skip"
-        ids = tokenize(rec[field], self.vocabs[field],
-                       max_len=None if skip else self.cfg.max_tokens,
-                       on_long="error" if skip else self.cfg.long_tokens,
-                       bos_eos=self.cfg.token_bos_eos, where=str(rec["id"]))
-        if skip and self.cfg.max_tokens is not None and ids.shape[0] > self.cfg.max_tokens:
-            stats.skip(Skipped(str(rec["audio_path"]), "long_transcript",
-                               f"{ids.shape[0]} {field} tokens > max_tokens "
-                               f"{self.cfg.max_tokens}"))
+        if not whole:  # cropped: the transcript is not what the audio says
+            return np.zeros((0,), np.int32)
+        text = rec[field]
+        if phonemize and not text:
+            text, why = record_phonemes(rec, cfg.language)
+            if not text:
+                self._bad(path, "no_phonemes", why, stats)
+                return None
+        skip = cfg.long_tokens in ("skip", "mask")
+        ids = tokenize(text, self.vocabs[field], max_len=None if skip else cfg.max_tokens,
+                       on_long="error" if skip else cfg.long_tokens,
+                       bos_eos=cfg.token_bos_eos, where=str(rec["id"]))
+        if skip and cfg.max_tokens is not None and ids.shape[0] > cfg.max_tokens:
+            detail = f"{ids.shape[0]} {field} tokens > max_tokens {cfg.max_tokens}"
+            if cfg.long_tokens == "mask":
+                stats.note("long_transcript", path)
+                return np.zeros((0,), np.int32)
+            stats.skip(Skipped(path, "long_transcript", detail))
             return None
         return ids
+
+    def _bad(self, path: str, reason: str, detail: str, stats: SkipStats) -> None:
+        if self.cfg.bad_input.mode == "strict":
+            raise BadInputError(path, reason, detail)
+        stats.skip(Skipped(path, reason, detail))
 
     def __call__(self, item: Mapping[str, Any]) -> dict[str, Any]:
         cfg, epoch, n = self.cfg, int(item["epoch"]), int(item["length"])
         stats = SkipStats()
+        kept: collections.Counter[str] = collections.Counter()
         rows: list[tuple[np.ndarray, dict[str, np.ndarray], int] | None] = []
         for index in map(int, item["indices"]):
             if index == PAD_INDEX:
@@ -296,10 +344,11 @@ class _Collate:
             if isinstance(rec, Skipped):
                 rows.append(None)
                 continue
-            wav = self._audio(rec, n, epoch, index, stats)
+            source_seconds = rec["audio"].shape[0] / cfg.sample_rate
+            wav, whole = self._audio(rec, n, epoch, index, stats)
             toks: dict[str, np.ndarray] = {}
             for field in self.vocabs:
-                ids = None if wav is None else self._tokens(rec, field, stats)
+                ids = None if wav is None else self._tokens(rec, field, whole, stats)
                 if ids is None:  # skipped (and counted) once, whatever else is wrong
                     wav = None
                     break
@@ -307,6 +356,15 @@ class _Collate:
             if wav is None:
                 rows.append(None)
                 continue
+            seconds = wav.shape[0] / cfg.sample_rate
+            if whole:
+                kept["whole"] += 1
+                kept["whole_seconds"] += seconds
+            else:
+                kept["cropped"] += 1
+                kept["cropped_seconds"] += seconds
+                kept["cropped_source_seconds"] += source_seconds
+            kept["tokens"] += int(bool(toks) and all(len(t) for t in toks.values()))
             rows.append((wav, toks, self._speaker(rec)))
         batch = collate_audio([r and r[0] for r in rows], n, cfg.frame_hops)
         for field in self.vocabs:
@@ -317,7 +375,8 @@ class _Collate:
         if self.speakers is not None:
             batch["speaker"] = np.asarray([r[2] if r else 0 for r in rows], np.int32)
         batch["example_valid"] = np.asarray([r is not None for r in rows], bool)
-        batch[STATS_KEY] = {"skipped": dict(stats.skipped), "notes": dict(stats.notes)}
+        batch[STATS_KEY] = {"skipped": dict(stats.skipped), "notes": dict(stats.notes),
+                            "kept": dict(kept)}
         return batch
 
     def _speaker(self, rec: dict) -> int:
@@ -338,9 +397,11 @@ class PipelineIterator(grain_utils.PositionIterator):
     """Host batches from a grain iterator, with skip counts and a JSON state.
 
     ``get_state()`` is ``{"position": batches delivered, "plan": fingerprint, "skipped",
-    "notes"}``; ``set_state`` rebuilds the grain iterator at that position (the plan maps
-    positions to batches, so the state is the same for any worker count and for every
-    process). ``stats`` accumulates the skip counts of all workers.
+    "notes", "kept"}``; ``set_state`` rebuilds the grain iterator at that position (the
+    plan maps positions to batches, so the state is the same for any worker count and for
+    every process). ``stats`` accumulates the skip counts of all workers, ``report`` what
+    each rule kept (``common.data.pipeline_report``: logged per epoch; it raises
+    ``EmptyPipelineError`` when nothing is kept).
     """
 
     fingerprint_key = "plan"
@@ -348,19 +409,53 @@ class PipelineIterator(grain_utils.PositionIterator):
     fingerprint_of = "batch plan"
     _mismatch_hint = "the source, seed, batch size or bucketing changed since it was saved"
 
-    def __init__(self, build: Callable[[int], Any], plan: BatchPlan, stats: SkipStats):
+    def __init__(self, build: Callable[[int], Any], plan: BatchPlan, stats: SkipStats,
+                 report: PipelineReport | None = None, *, look_ahead: bool = False):
         self.plan, self.stats = plan, stats
+        self.report = report or PipelineReport("pipeline", tokenized=False,
+                                               batches_per_epoch=plan.batches_per_epoch,
+                                               batch_size=plan.local_batch)
+        self.report.load_skipped = dict(stats.skipped)
+        self._ahead: collections.deque[dict[str, Any]] = collections.deque()
         super().__init__(build, plan.fingerprint)
+        if look_ahead:
+            self._look_ahead()
+
+    def _look_ahead(self) -> None:
+        """Read batches now until one holds an utterance: a source whose files are all
+        broken then fails here, before a training step sees an empty batch. The batches
+        read are delivered first, in order (the state is the same)."""
+        for _ in range(self.report.early):
+            batch = next(self._it, None)
+            if batch is None:
+                break
+            self._ahead.append(batch)
+            if batch["example_valid"].any():
+                return
+        while self._ahead:  # all empty: counting them raises EmptyPipelineError
+            next(self)
+
+    def __next__(self) -> dict[str, Any]:
+        if not self._ahead:
+            return super().__next__()
+        self._position += 1
+        return self._on_batch(self._ahead.popleft())
+
+    def close(self) -> None:
+        self._ahead.clear()
+        super().close()
 
     def _on_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         counts = batch.pop(STATS_KEY)
         with self.stats._lock:
             self.stats.skipped.update(counts["skipped"])
             self.stats.notes.update(counts["notes"])
+        self.report.add(self._position, counts["kept"], counts["skipped"])
         return batch
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"skipped": dict(self.stats.skipped), "notes": dict(self.stats.notes)}
+        return {"skipped": dict(self.stats.skipped), "notes": dict(self.stats.notes),
+                "kept": dict(self.report.kept)}
 
     def _restore_extra(self, state: Mapping[str, Any]) -> None:
         with self.stats._lock:
@@ -368,18 +463,25 @@ class PipelineIterator(grain_utils.PositionIterator):
             self.stats.skipped.update(state.get("skipped", {}))
             self.stats.notes.clear()
             self.stats.notes.update(state.get("notes", {}))
+        self.report.restart(self._position, state.get("kept", {}))
 
 
 def make_pipeline(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig, *,
-                  train: bool = True) -> PipelineIterator:
+                  train: bool = True, name: str | None = None) -> PipelineIterator:
     """An iterator of host batches (see the module doc) over ``source``.
 
     ``train=False`` reads one epoch in order, with the last batch padded
     (``example_valid`` False), and no random gain: every utterance exactly once.
     ``.stats`` starts from the source's ``load_stats`` when it has one (RecordSource).
+    ``name`` names it in logs and errors (default "train data (<source name>)", or
+    "eval data (...)"). Raises ``EmptyPipelineError`` when no utterance can make a batch.
     """
     if not train:
         cfg = dataclasses.replace(cfg, num_epochs=1, shuffle=False, drop_remainder=False)
+    if name is None:
+        name = (f"{'train' if train else 'eval'} data"
+                + (f" ({source.name})" if isinstance(getattr(source, "name", None), str)
+                   else ""))
     p_index, p_count = grain_utils.process_shard(cfg.process_index, cfg.process_count)
     grain_utils.local_batch_size(cfg.batch_size, p_count)
     if cfg.tokenized and cfg.max_tokens is None and p_count > 1:
@@ -390,27 +492,33 @@ def make_pipeline(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig, *,
     if isinstance(loaded, SkipStats):
         stats.skipped.update(loaded.skipped)
         stats.notes.update(loaded.notes)
-    plan_args = dict(process_index=p_index, process_count=p_count, seed=cfg.seed,
-                     shuffle=cfg.shuffle, num_epochs=cfg.num_epochs,
-                     drop_remainder=cfg.drop_remainder)
+    plan_args: dict[str, Any] = dict(
+        process_index=p_index, process_count=p_count, seed=cfg.seed, shuffle=cfg.shuffle,
+        num_epochs=cfg.num_epochs, drop_remainder=cfg.drop_remainder)
+    keep = np.ones(len(source), bool)
     if cfg.segment_seconds is not None:
-        plan = BatchPlan(np.arange(len(source)), cfg.batch_size,
-                         length=cfg.seconds_to_length(cfg.segment_seconds), **plan_args)
+        plan_args["length"] = cfg.seconds_to_length(cfg.segment_seconds)
     else:
         durations = source_durations(source)
-        keep = np.ones(len(source), bool)
         if cfg.long_utterances == "skip":
             keep = durations <= cfg.max_seconds
             if (~keep).any():
                 stats.skipped["too_long"] += int((~keep).sum())
-                log.warning("skipping %d utterances longer than max_seconds=%s",
-                            int((~keep).sum()), cfg.max_seconds)
+        # Once per training run; an eval pipeline is rebuilt at every evaluation.
+        log.log(logging.INFO if train else logging.DEBUG, "%s",
+                plan_summary(name, durations, keep, cfg.max_seconds, cfg.long_utterances,
+                             tokenized=cfg.tokenized))
         bounds = sorted({cfg.seconds_to_length(b) for b in cfg.bucket_seconds}
                         | {cfg.seconds_to_length(cfg.max_seconds)})
-        plan = BatchPlan(np.flatnonzero(keep), cfg.batch_size,
-                         durations=np.minimum(durations[keep], cfg.max_seconds),
+        plan_args.update(durations=np.minimum(durations[keep], cfg.max_seconds),
                          boundaries=bounds, sample_rate=cfg.sample_rate,
-                         window_batches=cfg.bucket_window, **plan_args)
+                         window_batches=cfg.bucket_window)
+    try:
+        plan = BatchPlan(np.flatnonzero(keep), cfg.batch_size, **plan_args)
+    except ValueError as e:  # no full batch: say what removed the utterances
+        raise EmptyPipelineError(
+            f"{name}: {int(keep.sum())} of {len(source)} utterances are usable, which makes "
+            f"no batch ({e}); removed: {stats.summary()}") from e
     collate = _Collate(source, cfg, train=train,
                        phoneme_vocab=load_vocab(cfg.phoneme_vocab),
                        text_vocab=load_vocab(cfg.text_vocab))
@@ -431,7 +539,10 @@ def make_pipeline(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig, *,
                 worker_init_fn=grain_utils.worker_init)
         return iter(ds)
 
-    return PipelineIterator(build, plan, stats)
+    report = PipelineReport(name, batches_per_epoch=plan.batches_per_epoch,
+                            tokenized=cfg.tokenized, batch_size=plan.local_batch,
+                            log_level=logging.INFO if train else logging.DEBUG)
+    return PipelineIterator(build, plan, stats, report, look_ahead=train)
 
 
 def iterate_eval(source: Sequence[Mapping[str, Any]], cfg: PipelineConfig

@@ -27,6 +27,7 @@ def ctc_loss(
     *,
     blank_id: int = 0,
     reduction: Reduction = "mean_per_token",
+    sequence_valid: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """CTC negative log-likelihood of ``labels`` given per-frame ``logits``.
 
@@ -36,7 +37,11 @@ def ctc_loss(
 
     ``per_sequence_loss[b] = -log p(labels_b | logits_b)`` (optax; an impossible alignment,
     more labels plus repeats than frames, gives a huge finite value, ~1e5). Sequences
-    without a valid frame (batch padding) are left out. ``reduction`` (static):
+    without a valid frame (batch padding), and those ``sequence_valid`` (bool ``[B]``,
+    optional) marks False, are left out: they add nothing to the loss, its gradient or
+    the token and sequence counts. (An empty label sequence is a real CTC target, "all
+    blank"; a caller whose empty rows mean "no transcript" excludes them here.) With no
+    sequence left the loss is 0, and so is its gradient. ``reduction`` (static):
 
     - ``"mean_per_token"``: sum of the losses / total valid label tokens (token-weighted;
       torch's ``"mean"`` instead averages per-sequence ``loss / length``);
@@ -44,7 +49,8 @@ def ctc_loss(
     - ``"sum"``: sum over sequences.
 
     Returns float32 ``(loss, metrics)``: ``loss``, ``nll_per_token``, ``nll_per_sequence``,
-    ``num_tokens``, ``infeasible_frac`` (fraction of sequences too short for their labels),
+    ``num_tokens``, ``num_sequences`` (sequences included), ``infeasible_frac`` (fraction of
+    included sequences too short for their labels),
     ``blank_prob`` (mean blank probability over valid frames) and ``per_sequence_loss``,
     the one non-scalar entry, float32 ``[B]`` (0 for sequences without frames).
     """
@@ -66,10 +72,12 @@ def ctc_loss(
         logits, (~logit_valid).astype(jnp.float32), labels,
         (~label_valid).astype(jnp.float32), blank_id=blank_id,
     )
-    has_frames = logit_valid.any(axis=1)
-    per_seq = jnp.where(has_frames, per_seq, 0.0)
-    n_tokens = jnp.sum(jnp.where(has_frames, label_valid.sum(axis=1), 0), dtype=jnp.float32)
-    n_seqs = jnp.sum(has_frames, dtype=jnp.float32)
+    included = logit_valid.any(axis=1)
+    if sequence_valid is not None:
+        included = included & (jnp.asarray(sequence_valid) != 0)
+    per_seq = jnp.where(included, per_seq, 0.0)
+    n_tokens = jnp.sum(jnp.where(included, label_valid.sum(axis=1), 0), dtype=jnp.float32)
+    n_seqs = jnp.sum(included, dtype=jnp.float32)
     total = jnp.sum(per_seq)
     per_token = total / jnp.maximum(n_tokens, 1.0)
     per_sequence = total / jnp.maximum(n_seqs, 1.0)
@@ -77,7 +85,7 @@ def ctc_loss(
 
     # Frames needed: one per label plus a blank between each pair of equal neighbours.
     repeats = jnp.sum(label_valid[:, 1:] & (labels[:, 1:] == labels[:, :-1]), axis=1)
-    infeasible = has_frames & (label_valid.sum(axis=1) + repeats > logit_valid.sum(axis=1))
+    infeasible = included & (label_valid.sum(axis=1) + repeats > logit_valid.sum(axis=1))
     blank_prob = jax.nn.softmax(logits, axis=-1)[..., blank_id]
     blank_mean = jnp.sum(jnp.where(logit_valid, blank_prob, 0.0)) / jnp.maximum(
         jnp.sum(logit_valid, dtype=jnp.float32), 1.0
@@ -87,6 +95,7 @@ def ctc_loss(
         "nll_per_token": per_token,
         "nll_per_sequence": per_sequence,
         "num_tokens": n_tokens,
+        "num_sequences": n_seqs,
         "infeasible_frac": jnp.sum(infeasible, dtype=jnp.float32) / jnp.maximum(n_seqs, 1.0),
         "blank_prob": blank_mean,
         "per_sequence_loss": per_seq,

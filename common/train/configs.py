@@ -340,6 +340,8 @@ class TrainConfig:
       grad_accum: micro-batches per step (the batch is split; gradients averaged).
       eval_every: evaluate every N steps (0: never).
       eval_batches: batches per evaluation.
+      eval_at_start: also evaluate (and call ``on_log``, so media are logged) before the
+        first step of a fresh run: the "before" point of the curve and of the samples.
       max_nonfinite: stop after this many consecutive skipped (NaN/Inf) updates.
       stop_check_seconds: multi-process runs agree on stopping (SIGTERM/SIGINT on any
         process) about this often, in wall-clock seconds, whatever the step time: well
@@ -356,6 +358,7 @@ class TrainConfig:
     grad_accum: int = 1
     eval_every: int = 0
     eval_batches: int = 4
+    eval_at_start: bool = False
     max_nonfinite: int = 20
     stop_check_seconds: float = 5.0
     run_dir: str = "runs"

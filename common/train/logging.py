@@ -1,4 +1,5 @@
-"""Run logging: W&B (offline by default), a console progress bar, a profiler window.
+"""Run logging: W&B (offline by default), the plain ``metrics.jsonl`` history and its
+``curves.png`` (``common.train.curves``), a console progress bar, a profiler window.
 
 ``RunLogger`` is the one object a training loop talks to. Only process 0 logs; on the
 other processes every method is a no-op, so call sites need no ``if`` of their own.
@@ -10,6 +11,7 @@ logged as ``wandb.Image``.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import secrets
@@ -26,8 +28,9 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from common.train.configs import LoggingConfig
+from common.train.curves import METRICS_FILE, plot_run, truncate_after
 from common.train.hardware import peak_flops
-from common.train.render import render_spectrogram, to_uint8_image
+from common.train.render import encode_png, render_spectrogram, to_uint8_image
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,15 @@ class RunLogger:
         if flops_per_step is not None:
             peak = peak_flops()
             self._peak = peak * jax.device_count() if peak else None
+        # The plain metric history (common.train.curves); a resumed run drops the rows
+        # after its checkpoint and carries the wall time on.
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.run_dir / METRICS_FILE
+        kept = truncate_after(self.metrics_path, start_step) if start_step else []
+        if not start_step:
+            self.metrics_path.unlink(missing_ok=True)
+        self._time_offset = float(kept[-1].get("time", 0.0)) if kept else 0.0
+        self._started = clock()
         if self.mode != "disabled":
             self._run = self._init_wandb(config_dict, resume_id)
         if cfg.progress and _stderr_is_tty():
@@ -162,6 +174,9 @@ class RunLogger:
         self.latest = row
         if self._run is not None:
             self._run.log(row, step=step)
+        with open(self.metrics_path, "a") as f:
+            elapsed = self._time_offset + now - self._started
+            f.write(json.dumps({"step": step, "time": round(elapsed, 3), **row}) + "\n")
         losses = {k: v for k, v in row.items() if k == "loss" or k.endswith("/loss")}
         sps = row.get("perf/steps_per_s")
         if self._bar is not None:
@@ -190,33 +205,50 @@ class RunLogger:
 
     def log_audio(self, step: int, name: str, wav: np.ndarray, sample_rate: int,
                   caption: str | None = None) -> None:
-        """A mono waveform ``[N]`` or ``[N, 1]``, float in [-1, 1] (clipped)."""
-        if self._run is None:
+        """A mono waveform ``[N]`` or ``[N, 1]``, float in [-1, 1] (clipped); also written
+        to ``run_dir/media/step_<step>/<name>.wav``."""
+        if not self.active:
             return
-        import wandb
-
         wav = np.asarray(wav, np.float32)
         if wav.ndim == 2 and wav.shape[1] == 1:
             wav = wav[:, 0]
         if wav.ndim != 1:
             raise ValueError(f"log_audio({name!r}): expected [N] or [N, 1], got {wav.shape}")
         wav = np.clip(np.nan_to_num(wav), -1.0, 1.0)
+        import soundfile as sf
+
+        sf.write(self.media_path(step, name, ".wav"), wav, sample_rate, subtype="PCM_16")
+        if self._run is None:
+            return
+        import wandb
+
         self._run.log({name: wandb.Audio(wav, sample_rate=sample_rate, caption=caption)},
                       step=step)
 
     def log_image(self, step: int, name: str, image: np.ndarray,
                   caption: str | None = None) -> None:
-        """``HxW`` or ``HxWx3``; floats are min-max normalised, uint8 is kept."""
+        """``HxW`` or ``HxWx3``; floats are min-max normalised, uint8 is kept. Also written
+        to ``run_dir/media/step_<step>/<name>.png``."""
+        if not self.active:
+            return
+        image = to_uint8_image(image)
+        self.media_path(step, name, ".png").write_bytes(encode_png(image))
         if self._run is None:
             return
         import wandb
 
-        self._run.log({name: wandb.Image(to_uint8_image(image), caption=caption)}, step=step)
+        self._run.log({name: wandb.Image(image, caption=caption)}, step=step)
+
+    def media_path(self, step: int, name: str, suffix: str) -> Path:
+        """Where a logged medium lands in the run directory (made on demand)."""
+        folder = self.run_dir / "media" / f"step_{step:07d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / (name.replace("/", "_") + suffix)
 
     def log_spectrogram(self, step: int, name: str, spec: np.ndarray,
                         caption: str | None = None) -> None:
         """``[frames, bins]`` (e.g. a log-mel) as a colour image, low bins at the bottom."""
-        if self._run is None:
+        if not self.active:
             return
         self.log_image(step, name, render_spectrogram(spec), caption)
 
@@ -276,6 +308,13 @@ class RunLogger:
             self._redirect.__exit__(None, None, None)
         if self._run is not None:
             self._run.finish(exit_code=exit_code)
+        if self.active:
+            try:
+                png = plot_run(self.run_dir)
+                if png is not None:
+                    log.info("metric history in %s, curves in %s", self.metrics_path, png)
+            except Exception as e:  # a plot must never fail a finished run
+                log.warning("could not draw the curves of %s: %s", self.run_dir, e)
 
     def __enter__(self) -> RunLogger:
         return self

@@ -209,6 +209,10 @@ def train(
     nonfinite = NonFiniteWatch(program.nonfinite_run, cfg.max_nonfinite)
     agreement = StopAgreement(cfg.stop_check_seconds, start)
     with StopFlag() as stop, logger:
+        if cfg.eval_at_start and start == 0 and eval_fn is not None and eval_data is not None:
+            before = evaluate(0)
+            if on_log is not None:
+                on_log(0, program.model(state), before, logger)
         for step in range(start + 1, cfg.steps + 1):
             batch = host_to_global(next(train_data), mesh)
             logger.maybe_profile(step)

@@ -72,7 +72,13 @@ class QuantizerConfig:
     vq_dim: int = 8
     """factorised (low-dim, l2-normalised) code dimension of the VQ codebooks."""
     ema: bool = False
-    """EMA updates of the VQ codebooks."""
+    """EMA updates of the VQ codebooks (``vq``, ``rvq``; ``phoneme_bsq`` refuses it)."""
+    phoneme_shared_gradient: bool = False
+    """``phoneme_bsq``: let the reconstruction and adversarial gradients reach the stage-1
+    code selection too (plain straight-through); the design's default trains stage 1 by
+    the phoneme loss alone."""
+    phoneme_logit_scale: float = 10.0
+    """``phoneme_bsq``: initial scale of the stage-1 cosine-similarity logits (learned)."""
     dead_code_threshold: float = 0.0
     """restart codes used less than this (EMA count) from random latents of the batch (0: never)."""
     num_bits: int = 16
@@ -130,11 +136,15 @@ class DataConfig:
     eval_split: str = "validation"
     """name of the evaluation split."""
     phoneme_vocab: str = ""
-    """``Vocab`` of phonemes for CTC (empty: the corpus's ``phoneme_vocab.json``; none: no CTC)."""
+    """``Vocab`` of phonemes for CTC. Empty: the corpus's ``phoneme_vocab.json``; for other
+    sources, the symbols of the training split's transcripts phonemized by espeak-ng, saved
+    as ``RUN/phoneme_vocab.json`` (``tokenizer.alpha.data``); with
+    ``--quantizer.phoneme-vocab N`` and no file, stage 1 trains without CTC."""
     batch_size: int = 8
     """the global batch (split over processes)."""
     max_seconds: float = 4.0
-    """the longest utterance; longer ones are skipped (counted): CTC needs whole transcripts."""
+    """the longest batch; longer utterances are cropped to a random window of it, with no
+    CTC target (their transcript no longer matches)."""
     bucket_seconds: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
     """bucket boundaries (each batch pads to the next: few shapes to jit)."""
     max_tokens: int | None = None

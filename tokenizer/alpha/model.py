@@ -34,7 +34,9 @@ def build_quantizer(q: QuantizerConfig, dim: int, *, rngs: nnx.Rngs) -> nnx.Modu
         return PhonemeBSQ(dim, q.phoneme_vocab, vq_dim=q.vq_dim, num_bits=q.num_bits,
                           group_size=q.group_size, gamma=q.gamma,
                           inv_temperature=q.inv_temperature, ema=q.ema,
-                          dead_code_threshold=q.dead_code_threshold, rngs=rngs)
+                          dead_code_threshold=q.dead_code_threshold,
+                          shared_gradient=q.phoneme_shared_gradient,
+                          init_logit_scale=q.phoneme_logit_scale, rngs=rngs)
     if q.kind == "bsq":
         return BinarySphericalQuantizer(dim, q.num_bits, group_size=q.group_size, gamma=q.gamma,
                                         inv_temperature=q.inv_temperature, rngs=rngs)

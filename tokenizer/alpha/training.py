@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from common.losses.ctc_decode import greedy_ctc_errors
 from common.train.gan import gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
@@ -41,7 +42,25 @@ def codec_loss(codec: AlphaCodec, batch: Mapping[str, jax.Array], key: jax.Array
         frame_valid=out.frame_valid,
         phonemes=batch.get("phonemes"), phonemes_valid=batch.get("phonemes_valid"))
     metrics.update({f"q/{k}": v for k, v in out.quant.metrics.items()})
+    if cfg.quantizer.kind == "phoneme_bsq" and "phonemes" in batch:
+        metrics.update(phoneme_metrics(out.quant.logits, out.frame_valid, batch["phonemes"],
+                                       batch["phonemes_valid"]))
     return out.recon, loss, metrics
+
+
+def phoneme_metrics(logits: jax.Array, frame_valid: jax.Array, phonemes: jax.Array,
+                    phonemes_valid: jax.Array) -> dict[str, jax.Array]:
+    """How the stage-1 stream reads as CTC output (no gradient): ``per``, the greedy
+    phoneme error rate of the batch, and ``nonblank``, the share of valid frames whose
+    code is not the blank (0 in CTC's all-blank first phase). Rows without a transcript
+    (utterances cropped in training) are left out of the PER."""
+    logits = jax.lax.stop_gradient(logits)
+    edits, ref_len = greedy_ctc_errors(logits, frame_valid, phonemes, phonemes_valid)
+    edits = jnp.where(jnp.any(phonemes_valid, axis=-1), edits, 0)
+    fv = frame_valid.astype(jnp.float32)
+    nonblank = jnp.sum((jnp.argmax(logits, -1) != 0) * fv) / jnp.maximum(jnp.sum(fv), 1.0)
+    per = jnp.sum(edits) / jnp.maximum(jnp.sum(ref_len), 1)
+    return {"per": per.astype(jnp.float32), "nonblank": nonblank}
 
 
 def build_program(cfg: AlphaConfig) -> Program:

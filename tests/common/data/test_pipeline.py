@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from common.data import grain_utils
 from common.data.bad_input import BadInputConfig, BadInputError
 from common.data.batching import frame_valid
 from common.data.pipeline import PipelineConfig, iterate_eval, make_pipeline, source_durations
+from common.data.pipeline_report import EmptyPipelineError
 from common.data.records import DataError, make_record
 from common.data.transforms import normalize_loudness, random_crop, rms_dbfs, tokenize
 from common.data.vocab import EOS, Vocab
@@ -149,6 +151,91 @@ def test_long_utterances_crop_or_skip(corpus):
     n_short = sum(n <= SR for n in LENGTHS)
     assert sum(int(b["example_valid"].sum()) for b in kept) == n_short
     assert it.stats.skipped["too_long"] == N_UTT - n_short
+
+
+def test_cropped_utterances_keep_audio_but_not_their_transcript(corpus, caplog):
+    """A crop of a long utterance trains reconstruction; its transcript no longer matches
+    the audio, so its token row is empty (CTC leaves it out). The report says how many
+    utterances and seconds each rule kept."""
+    recs, _ = corpus
+    pv = Vocab.from_texts(r["phonemes"] for r in recs)
+    by_len = {n: k for k, n in enumerate(LENGTHS)}
+    short = [n for n in LENGTHS if n <= SR]
+    long = [n for n in LENGTHS if n > SR]
+    cfg = cfg_of(max_seconds=1.0, bucket_seconds=(), phoneme_vocab=pv)
+    with caplog.at_level(logging.INFO):
+        it = make_pipeline(recs, dataclasses.replace(cfg, num_epochs=1, drop_remainder=False))
+        batches = list(it)
+    whole = cropped = 0
+    for b in batches:
+        check_masks(b)
+        for row in np.flatnonzero(b["example_valid"]):
+            n, valid = int(b["audio_lengths"][row]), b["phonemes_valid"][row]
+            if n in by_len:  # whole: its phonemes, complete
+                whole += 1
+                assert pv.decode(b["phonemes"][row][valid]) == recs[by_len[n]]["phonemes"]
+            else:  # cropped to max_seconds: no CTC target
+                cropped += 1
+                assert n == SR and not valid.any()
+    assert (whole, cropped) == (len(short), len(long))
+    kept = it.report.kept
+    assert (kept["whole"], kept["cropped"], kept["tokens"]) == (len(short), len(long),
+                                                               len(short))
+    assert kept["whole_seconds"] == pytest.approx(sum(short) / SR)
+    assert kept["cropped_seconds"] == pytest.approx(len(long))
+    assert kept["cropped_source_seconds"] == pytest.approx(sum(long) / SR)
+    assert (f"{len(short)} fit max_seconds=1 and are used whole" in caplog.text
+            and f"{len(long)} are longer and are cropped to 1 s" in caplog.text)
+    assert (f"epoch 0: {len(short)} utterances kept whole" in caplog.text
+            and f"{len(long)} cropped" in caplog.text
+            and f"{len(short)} with complete transcripts (CTC targets)" in caplog.text)
+    assert json.loads(json.dumps(it.get_state()))["kept"] == dict(kept)
+
+
+def test_over_long_transcripts_can_be_masked(corpus):
+    recs, _ = corpus
+    pv = Vocab.from_texts(r["phonemes"] for r in recs)
+    it = iterate_eval(recs, cfg_of(phoneme_vocab=pv, max_tokens=30, long_tokens="mask"))
+    rows = [(b, r) for b in it for r in np.flatnonzero(b["example_valid"])]
+    n_long = sum(len(pv.encode(r["phonemes"])) > 30 for r in recs)
+    assert 0 < n_long < N_UTT and len(rows) == N_UTT  # every utterance kept
+    assert sum(not b["phonemes_valid"][r].any() for b, r in rows) == n_long
+    assert it.stats.notes["long_transcript"] == n_long and not it.stats.skipped
+    assert it.report.kept["tokens"] == N_UTT - n_long
+
+
+def test_a_pipeline_that_keeps_nothing_says_why(corpus, tmp_path):
+    recs, _ = corpus
+    (tmp_path / "junk.wav").write_bytes(b"not audio")
+    junk = [make_record(id=f"j{i}", audio_path=str(tmp_path / ("junk.wav" if i % 2 else
+                                                               "gone.wav")))
+            for i in range(4)]
+    with pytest.raises(EmptyPipelineError, match=r"every utterance of epoch 0 was skipped "
+                                                  r"\(missing=2 unreadable=2\)"):
+        list(iterate_eval(junk, cfg_of()))
+    # Training stops before its first step (it reads ahead), not after an epoch of
+    # empty batches.
+    many = [dict(r, id=f"{r['id']}-{k}") for k in range(60) for r in junk]
+    with pytest.raises(EmptyPipelineError, match=r"first 32 batches \(128 rows\) was "
+                                                  r"skipped: missing=\d+ unreadable=\d+"):
+        make_pipeline(many, cfg_of(num_epochs=None))
+    # A few good utterances are enough: the batches read ahead are delivered in order.
+    it = make_pipeline(recs + many, cfg_of(num_epochs=None, drop_remainder=False))
+    assert it.plan.batches_per_epoch == 64
+    assert sum(int(next(it)["example_valid"].sum()) for _ in range(64)) == N_UTT
+    assert it.get_state()["position"] == 64
+    untranscribed = [dict(r, text="") for r in recs]
+    with pytest.raises(EmptyPipelineError, match=r"no_transcript=14"):
+        list(iterate_eval(untranscribed, cfg_of(text_vocab=Vocab.from_texts(TEXTS))))
+    too_long = cfg_of(max_seconds=0.2, bucket_seconds=(), long_utterances="skip")
+    with pytest.raises(EmptyPipelineError, match=r"0 of 14 utterances are usable.*too_long=14"):
+        make_pipeline(recs, too_long)
+    # Cropped all, a CTC stage would learn from nothing.
+    all_cropped = dataclasses.replace(too_long, long_utterances="crop",
+                                      phoneme_vocab=Vocab.from_texts(r["phonemes"] for r in recs))
+    with pytest.raises(EmptyPipelineError, match=r"no utterance of epoch 0 has a complete "
+                                                  r"transcript.*14 cropped"):
+        list(iterate_eval(recs, all_cropped))
 
 
 def test_durations_from_metadata_or_probe(corpus):

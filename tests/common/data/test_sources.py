@@ -383,6 +383,44 @@ def test_open_source_kinds(tmp_path):
     assert len(open_source(hub, "validation")) == 4
 
 
+def test_a_plain_folder_holds_out_validation(tmp_path, caplog):
+    """A folder of audio files with no train/ and validation/ trains as it is: about 5%
+    of it, chosen by a hash of the path inside the folder (at least one file), validates;
+    the same files whatever the folder is called or where it lies."""
+    for i in range(40):
+        write(tmp_path / "plain" / f"spk{i % 3}" / f"f{i:02d}.wav", 0.2)
+    cfg = SourceConfig(kind="folder", path=str(tmp_path / "plain"),
+                       cache_dir=str(tmp_path / "c"))
+    assert cfg.holdout is None
+    with caplog.at_level(logging.INFO):
+        train, val = open_source(cfg, "train"), open_source(cfg, "validation")
+    assert "has no validation split: holding out" in caplog.text
+    rel = [{os.path.relpath(r["audio_path"], cfg.path) for r in src} for src in (train, val)]
+    assert 1 <= len(rel[1]) <= 8 and not rel[0] & rel[1] and len(rel[0] | rel[1]) == 40
+    os.rename(tmp_path / "plain", tmp_path / "renamed")
+    moved = dataclasses.replace(cfg, path=str(tmp_path / "renamed"))
+    assert {os.path.relpath(r["audio_path"], moved.path)
+            for r in open_source(moved, "validation")} == rel[1]
+    with pytest.raises(DataError, match=r"no 'test' split .*--data.source.holdout"):
+        open_source(moved, "test")
+    # A small folder still gets one validation file; one file cannot be split.
+    for i in range(3):
+        write(tmp_path / "three" / f"{i}.wav", 0.2)
+    three = dataclasses.replace(cfg, path=str(tmp_path / "three"))
+    assert len(open_source(three, "validation")) == 1 and len(open_source(three, "train")) == 2
+    write(tmp_path / "one" / "0.wav", 0.2)
+    with pytest.raises(DataError, match="cannot be split into train and validation"):
+        open_source(dataclasses.replace(cfg, path=str(tmp_path / "one")), "validation")
+    # holdout=0: nothing held out (the old behaviour), no validation split
+    with pytest.raises(DataError, match=r"no split 'validation'"):
+        open_source(dataclasses.replace(three, holdout=0.0), "validation")
+    # LJSpeech (no splits of its own) gets the same automatic slice
+    make_ljspeech(tmp_path / "ljs", n=12)
+    ljs = SourceConfig(kind="ljspeech", path=str(tmp_path / "ljs"))
+    sizes = [len(open_source(ljs, s)) for s in ("train", "validation")]
+    assert sum(sizes) == 12 and sizes[1] >= 1
+
+
 def test_all_rows_bad_is_an_error(tmp_path):
     make_ljspeech(tmp_path, n=3, missing=(0, 1, 2))
     with pytest.raises(DataError, match=r"ljspeech: all 3 rows are bad input .*missing=3"):

@@ -89,7 +89,9 @@ def test_matches_reference_per_sequence_and_reductions(blank, rng):
         probs /= probs.sum(-1, keepdims=True)
         assert_close(metrics["blank_prob"], probs[..., blank][fv].mean(), 1e-5)
     assert set(metrics) == {"loss", "nll_per_token", "nll_per_sequence", "num_tokens",
-                            "infeasible_frac", "blank_prob", "per_sequence_loss"}
+                            "num_sequences", "infeasible_frac", "blank_prob",
+                            "per_sequence_loss"}
+    assert float(metrics["num_sequences"]) == B
     assert metrics["per_sequence_loss"].shape == (B,)
     assert all(v.dtype == jnp.float32 for v in metrics.values())
 
@@ -119,6 +121,37 @@ def test_padding_does_not_change_the_loss(rng):
     loss3, m3 = jctc(*args3, reduction="mean")
     assert_close(loss3, refs.mean(), 1e-4)
     assert float(m3["per_sequence_loss"][-1]) == 0.0 and float(m3["num_tokens"]) == 7
+
+
+def test_excluded_sequences_are_left_out(rng):
+    """``sequence_valid`` False rows (e.g. cropped utterances, whose transcript no longer
+    matches) add nothing: the loss is the reference over the others; with every row
+    excluded the loss is 0 and finite."""
+    logits, fv, labels, lv, seqs, refs = make_batch(rng)
+    include = np.array([True, False, True, False])
+    loss, m = jctc(logits, fv, labels, lv, sequence_valid=include)
+    n_tokens = sum(len(s) for s, k in zip(seqs, include, strict=True) if k)
+    assert_close(loss, refs[include].sum() / n_tokens, 1e-4)
+    assert float(m["num_sequences"]) == 2 and float(m["num_tokens"]) == n_tokens
+    assert_close(m["per_sequence_loss"], np.where(include, refs, 0.0), 1e-4)
+    loss0, m0 = jctc(logits, fv, labels, lv, sequence_valid=np.zeros(B, bool))
+    assert float(loss0) == 0.0 and float(m0["num_sequences"]) == 0.0
+    assert float(m0["infeasible_frac"]) == 0.0 and float(m0["nll_per_sequence"]) == 0.0
+
+
+@pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
+def test_excluded_sequences_get_no_gradient(rng):
+    logits, fv, labels, lv, _, _ = make_batch(rng)
+    grad = jax.jit(jax.grad(lambda x, k: ctc_loss(x, fv, labels, lv, sequence_valid=k)[0]))
+    include = np.array([True, False, True, False])
+    g = np.asarray(grad(jnp.asarray(logits, jnp.float32), include))
+    assert np.isfinite(g).all() and not g[~include].any() and np.abs(g[include]).max() > 0
+    none = np.zeros(B, bool)
+    g0 = np.asarray(grad(jnp.asarray(logits, jnp.float32), none))
+    assert np.isfinite(g0).all() and not g0.any()
+    for reduction in ("mean", "sum"):
+        assert float(jctc(logits, fv, labels, lv, sequence_valid=none,
+                          reduction=reduction)[0]) == 0.0
 
 
 def test_infeasible_alignment_is_flagged(rng):

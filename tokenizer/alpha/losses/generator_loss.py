@@ -65,11 +65,20 @@ def quantizer_loss(losses: dict[str, jax.Array], cfg: LossConfig) -> tuple[jax.A
 def phoneme_ctc_loss(logits: jax.Array, frame_valid: jax.Array, phonemes: jax.Array,
                      phonemes_valid: jax.Array) -> tuple[jax.Array, dict]:
     """CTC of the stage-1 code logits ``[B, T, K]`` (K = phoneme vocab, blank 0) against
-    the phoneme ids ``[B, L]``: mean NLL per phoneme token, plus the fraction of
-    utterances with more phonemes than frames (``ctc_infeasible``)."""
-    loss, m = ctc_loss(logits, frame_valid, phonemes, phonemes_valid)
-    return loss, {"ctc": loss, "ctc_infeasible": m["infeasible_frac"],
-                  "ctc_blank_prob": m["blank_prob"]}
+    the phoneme ids ``[B, L]`` (``phonemes_valid`` bool ``[B, L]``): mean NLL per phoneme
+    token over the utterances that have phonemes, plus ``ctc_examples`` (how many), the
+    fraction of them with more phonemes than frames (``ctc_infeasible``) and the mean
+    blank probability (``ctc_blank_prob``).
+
+    A row without a valid phoneme is left out, not trained towards all blanks: the
+    pipeline empties the phonemes of an utterance it cropped (its transcript no longer
+    matches its audio) or whose transcript it masked, and padding rows have none. A batch
+    with no such row gives a loss (and gradient) of 0."""
+    has_phonemes = jnp.any(jnp.asarray(phonemes_valid) != 0, axis=1)
+    loss, m = ctc_loss(logits, frame_valid, phonemes, phonemes_valid,
+                       sequence_valid=has_phonemes)
+    return loss, {"ctc": loss, "ctc_examples": m["num_sequences"],
+                  "ctc_infeasible": m["infeasible_frac"], "ctc_blank_prob": m["blank_prob"]}
 
 
 def generator_loss(recon: jax.Array, target: jax.Array, lengths: jax.Array,

@@ -86,32 +86,58 @@ class PhonemeBSQ(nnx.Module):
     """Stage 1: ``VectorQuantizer`` with ``phoneme_vocab`` codes (the phoneme vocabulary
     including the CTC blank, id 0) whose ``logits [B, T, K]`` the CTC loss trains;
     stage 2: ``BinarySphericalQuantizer`` on the residual. Output codes ``[B, T, 2]``
-    (phoneme code, BSQ code); losses prefixed ``vq_`` and ``bsq_``."""
+    (phoneme code, BSQ code); losses prefixed ``vq_`` and ``bsq_``.
+
+    As the design says, stage 1 is trained by the phoneme loss alone: the stage-1 vector
+    handed to the decoder and subtracted for the residual is ``out_proj(sg(code))``, so
+    the reconstruction and adversarial gradients never reach the code *selection* (the
+    stage-1 input projection, codebook and logit scale), which only CTC and the VQ's own
+    commitment / codebook terms move. Its ``out_proj`` is the decoder's embedding of the
+    phoneme code and learns from the reconstruction, and the encoder learns from both
+    (through the logits and through the residual). ``shared_gradient=True`` restores the
+    plain straight-through, where the reconstruction also moves stage 1.
+
+    EMA codebooks are refused: EMA updates and dead-code restarts move or reassign a
+    code regardless of the CTC label it stands for, breaking phoneme identity. Decoding
+    needs both streams (the decoder is never trained on stage 1 alone)."""
 
     def __init__(self, dim: int, phoneme_vocab: int, *, vq_dim: int = 8, num_bits: int = 16,
                  group_size: int = 8, gamma: float = 1.0, inv_temperature: float = 1.0,
-                 ema: bool = False, dead_code_threshold: float = 0.0, rngs: nnx.Rngs):
-        self.phoneme = VectorQuantizer(dim, phoneme_vocab, vq_dim, ema=ema,
-                                       dead_code_threshold=dead_code_threshold, rngs=rngs)
+                 ema: bool = False, dead_code_threshold: float = 0.0,
+                 shared_gradient: bool = False, init_logit_scale: float = 10.0,
+                 rngs: nnx.Rngs):
+        if ema or dead_code_threshold:
+            raise ValueError("phoneme_bsq: the stage-1 codebook cannot use EMA updates or "
+                             "dead-code restarts (quantizer.ema / dead_code_threshold): they "
+                             "move codes regardless of the phoneme each one stands for")
+        self.shared_gradient = shared_gradient
+        self.phoneme = VectorQuantizer(dim, phoneme_vocab, vq_dim,
+                                       init_logit_scale=init_logit_scale, rngs=rngs)
         self.acoustic = BinarySphericalQuantizer(dim, num_bits, group_size=group_size,
                                                  gamma=gamma, inv_temperature=inv_temperature,
                                                  rngs=rngs)
 
     def decode_codes(self, codes: jax.Array) -> jax.Array:
-        """int ``[B, T, 2]`` -> ``[B, T, D]``; ``[B, T, 1]`` decodes stage 1 alone."""
-        out = self.phoneme.decode_codes(codes[..., 0])
-        if codes.shape[-1] > 1:
-            out = out + self.acoustic.decode_codes(codes[..., 1])
-        return out
+        """int ``[B, T, 2]`` -> ``[B, T, D]``."""
+        if codes.shape[-1] != 2:
+            raise ValueError(f"phoneme_bsq decodes (phoneme, bsq) code pairs [B, T, 2], got "
+                             f"{codes.shape[-1]} stream(s): stage 1 alone is not trained")
+        return (self.phoneme.decode_codes(codes[..., 0])
+                + self.acoustic.decode_codes(codes[..., 1]))
 
     def __call__(self, z: jax.Array, valid: jax.Array | None = None, *,
                  key: jax.Array | None = None) -> QuantizerOutput:
         first = self.phoneme(z, valid, key=key)
-        second = self.acoustic(z - first.quantized, valid)
+        if self.shared_gradient:
+            q1 = first.quantized
+        else:
+            code = self.phoneme.codes_table()[first.codes[..., 0]]
+            q1 = self.phoneme.out_proj(jax.lax.stop_gradient(code).astype(z.dtype))
+        second = self.acoustic(z - q1, valid)
         losses = {**{f"vq_{k}": v for k, v in first.losses.items()},
                   **{f"bsq_{k}": v for k, v in second.losses.items()}}
         metrics = {**{f"vq_{k}": v for k, v in first.metrics.items()},
                    **{f"bsq_{k}": v for k, v in second.metrics.items()}}
-        return QuantizerOutput(quantized=first.quantized + second.quantized,
+        return QuantizerOutput(quantized=q1 + second.quantized,
                                codes=jnp.concatenate([first.codes, second.codes], -1),
                                losses=losses, metrics=metrics, logits=first.logits)

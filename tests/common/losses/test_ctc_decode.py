@@ -1,0 +1,54 @@
+"""The on-device greedy CTC errors agree with the plain-Python decoding and Levenshtein
+distance (``tokenizer.alpha.metrics`` holds the host versions used by eval)."""
+
+import jax
+import numpy as np
+
+from common.losses.ctc_decode import greedy_ctc_errors
+
+
+def _greedy(ids, blank=0):
+    out, prev = [], None
+    for i in ids:
+        if i != prev and i != blank:
+            out.append(i)
+        prev = i
+    return out
+
+
+def _levenshtein(a, b):
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def test_matches_host_decoding_and_levenshtein():
+    rng = np.random.default_rng(0)
+    b, t, v, n = 16, 24, 5, 10
+    logits = rng.normal(size=(b, t, v)).astype(np.float32)
+    logits[..., 0] += rng.uniform(-1, 2, size=(b, 1))  # varied blank rates
+    # left-padded frames, labels valid anywhere (order kept)
+    lengths = rng.integers(0, t + 1, size=b)
+    frame_valid = np.arange(t)[None, :] >= (t - lengths)[:, None]
+    labels = rng.integers(1, v, size=(b, n)).astype(np.int32)
+    label_valid = rng.uniform(size=(b, n)) < 0.7
+    edits, ref_len = jax.jit(greedy_ctc_errors)(logits, frame_valid, labels, label_valid)
+    for i in range(b):
+        hyp = _greedy(np.argmax(logits[i], -1)[frame_valid[i]].tolist())
+        ref = labels[i][label_valid[i]].tolist()
+        assert int(ref_len[i]) == len(ref)
+        assert int(edits[i]) == _levenshtein(hyp, ref), i
+
+
+def test_repeat_across_blank_and_padding():
+    # path a a _ a b over 5 frames after 2 padded frames (whose argmax is 'a')
+    ids = np.array([[1, 1, 1, 1, 0, 1, 2]])
+    logits = np.eye(3, dtype=np.float32)[ids] * 5
+    valid = np.array([[False, False, True, True, True, True, True]])
+    labels = np.array([[1, 1, 2, 0]])
+    edits, ref_len = greedy_ctc_errors(logits, valid, labels, labels > 0)
+    assert int(edits[0]) == 0 and int(ref_len[0]) == 3
