@@ -9,9 +9,10 @@ convergence + log magnitude), SI-SDR, wide-band PESQ and STOI (the ``eval`` depe
 group; skipped with a message without it); the bitrate; per code stream the codebook
 usage (share of codes used) and perplexity; and for the two-stage quantizer the phoneme
 error rate / accuracy of the stage-1 codes read as CTC predictions (greedy) against the
-utterances' phonemes. Plain audio (no transcripts, or some missing) is evaluated all the
-same: the phoneme scores cover the utterances that have a transcript, and
-``phoneme_note`` says why they are missing when none does. Broken files are skipped and
+utterances' phonemes (their own, or their text phonemized by espeak-ng as training does,
+``common.data.phonemize``). Plain audio (no transcripts, or some missing) is evaluated
+all the same: the phoneme scores cover the utterances that have phonemes, and
+``phoneme_note`` says why some or all are not scored. Broken files are skipped and
 counted by the shared policy (``common.data.bad_input``).
 
 ``open_eval_source`` opens a split ("" for the whole source); ``eval_config`` points a
@@ -33,6 +34,7 @@ from tqdm import tqdm
 
 from common.bench import print_table
 from common.data.bad_input import SkipStats
+from common.data.phonemize import record_phonemes
 from common.data.pipeline import iterate_eval, source_durations
 from common.data.records import DataError
 from common.data.source_base import RecordSource
@@ -147,8 +149,8 @@ def _phoneme_targets(cfg: AlphaConfig, source: RecordSource, vocab: str | None
         return None, f"the {cfg.quantizer.kind} quantizer has no phoneme stream"
     if vocab is None:
         return None, "no phoneme vocabulary matching the codec's stage-1 codebook"
-    if not any(r["phonemes"] for r in source):
-        return None, "the evaluated audio has no phoneme transcripts"
+    if not any(r["phonemes"] or r["text"] for r in source):
+        return None, "the evaluated audio has no transcripts (phonemes or text)"
     return Vocab.load(vocab), None
 
 
@@ -178,11 +180,14 @@ def evaluate(tok: AlphaTokenizer, cfg: AlphaConfig, *, split: str, vocab: str | 
                          f"({source.load_stats.summary()})")
     _check_lengths(source, cfg.data.max_seconds, where)
     targets, phoneme_note = _phoneme_targets(cfg, source, vocab)
+    language = cfg.data.source.language
     if phoneme_note:
         log.warning("phoneme accuracy not scored: %s", phoneme_note)
     # Transcripts are read from the records (by the plan's indices), not batched by the
     # pipeline: it would skip every utterance without one, and plain audio has none.
-    pcfg = dataclasses.replace(pipeline_config(cfg), phoneme_vocab=None, worker_count=0)
+    # Text-only ones are phonemized as the training pipeline does.
+    pcfg = dataclasses.replace(pipeline_config(cfg), phoneme_vocab=None, phonemize=False,
+                               worker_count=0)
     step_fn = _batch_fn(tok.codec, cfg)
     sizes = tok.codebook_sizes
     counts = [np.zeros(n, np.int64) for n in sizes]
@@ -212,7 +217,9 @@ def evaluate(tok: AlphaTokenizer, cfg: AlphaConfig, *, split: str, vocab: str | 
                 c = codes[b, fv[b]]
                 for s, n in enumerate(sizes):
                     counts[s] += np.bincount(c[:, s], minlength=n)
-                phonemes = source[int(indices[b])]["phonemes"] if targets else ""
+                phonemes = ""
+                if targets is not None:
+                    phonemes, _ = record_phonemes(source[int(indices[b])], language)
                 if phonemes:
                     target = tokenize(phonemes, targets)
                     edits += M.edit_distance(M.ctc_greedy(c[:, 0]), target.tolist())
@@ -258,7 +265,8 @@ def evaluate(tok: AlphaTokenizer, cfg: AlphaConfig, *, split: str, vocab: str | 
         report["phoneme_accuracy"] = max(0.0, 1.0 - edits / ref_len)
         report["phoneme_scored"] = scored
     if scored < n_utts and targets is not None:
-        phoneme_note = f"{n_utts - scored} of {n_utts} utterances have no phoneme transcript"
+        phoneme_note = (f"{n_utts - scored} of {n_utts} utterances have no phonemes to score "
+                        "(no transcript, or one espeak-ng could not phonemize)")
     if phoneme_note:
         report["phoneme_note"] = phoneme_note
     return report

@@ -81,18 +81,18 @@ def test_eval_report(alpha_run, tmp_path, capsys):
 # --------------------------------------------------------------------- plain audio, small splits
 
 
-def _tones(root, n, seconds=0.4, sr=16000, phonemes=None):
-    """``n`` tones in a plain audio folder (no transcripts unless ``phonemes`` gives one
-    per file, "" for none: then a metadata.jsonl carries them)."""
+def _tones(root, n, seconds=0.4, sr=16000, transcripts=None):
+    """``n`` tones in a plain audio folder (no transcripts unless ``transcripts`` gives
+    metadata fields per file: then a metadata.jsonl carries them)."""
     root.mkdir(parents=True, exist_ok=True)
     t = np.arange(round(seconds * sr)) / sr
     for i in range(n):
         sf.write(root / f"u{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 90 * i) * t))
                  .astype(np.float32), sr)
-    if phonemes is not None:
+    if transcripts is not None:
         (root / "metadata.jsonl").write_text("".join(
-            json.dumps({"file_name": f"u{i}.wav", "phonemes": p}) + "\n"
-            for i, p in enumerate(phonemes)))
+            json.dumps({"file_name": f"u{i}.wav", "phonemes": "", "text": "", **t}) + "\n"
+            for i, t in enumerate(transcripts)))
     return root
 
 
@@ -122,12 +122,14 @@ def test_plain_audio_and_a_split_smaller_than_a_batch(tmp_path, caplog):
     assert report["utterances"] == 3  # 3 of a batch of 8: the padding rows are masked out
     assert report["skipped"] == {} and report["notes"] == {"resampled": 3}
     assert "phoneme_error_rate" not in report
-    assert report["phoneme_note"] == "the evaluated audio has no phoneme transcripts"
+    assert report["phoneme_note"] == ("the evaluated audio has no transcripts (phonemes "
+                                      "or text)")
     for key in ("mel_distance", "stft_distance", "si_sdr_db"):
         assert np.isfinite(report[key]), key
-    # Transcripts on two of the three: those two are scored, the note says so. One
-    # utterance a batch gives the same reconstruction numbers: padding rows do not leak.
-    _tones(root, 3, phonemes=["abba", "", "ab"])
+    # Phonemes on one, text on another (phonemized as training does), nothing on the
+    # third: two are scored, the note says so. One utterance a batch gives the same
+    # reconstruction numbers: padding rows do not leak.
+    _tones(root, 3, transcripts=[{"phonemes": "abba"}, {"text": "Hello there."}, {}])
     one, _ = eval_config(cfg, kind="folder", path=str(root), batch_size=1, max_seconds=20.0)
     single = evaluate(tok, one, split="", vocab=vocab, perceptual=False)
     for key in ("mel_distance", "stft_distance", "si_sdr_db"):
@@ -135,7 +137,7 @@ def test_plain_audio_and_a_split_smaller_than_a_batch(tmp_path, caplog):
     assert single["streams"] == report["streams"]
     assert single["utterances"] == 3 and single["phoneme_scored"] == 2
     assert 0 <= single["phoneme_accuracy"] <= 1 and single["phoneme_error_rate"] >= 0
-    assert single["phoneme_note"] == "1 of 3 utterances have no phoneme transcript"
+    assert single["phoneme_note"].startswith("1 of 3 utterances have no phonemes to score")
 
 
 def test_batch_size_must_be_positive():
@@ -189,7 +191,8 @@ def test_eval_cli_on_plain_audio_and_the_help_example(alpha_run, tmp_path, capsy
     report = main(["--run", str(run_dir), "--source-kind", "folder", "--source-path",
                    str(root), "--split", "", "--no-perceptual"])
     assert report["utterances"] == 3 and report["split"] == ""
-    assert report["phoneme_note"] == "the evaluated audio has no phoneme transcripts"
+    assert report["phoneme_note"] == ("the evaluated audio has no transcripts (phonemes "
+                                      "or text)")
     assert (run_dir / "eval" / "step4-all.json").is_file()
     out = capsys.readouterr().out
     assert "phoneme_note" in out and "mel_distance" in out
