@@ -356,8 +356,10 @@ def test_cli_end_to_end_with_a_crash(tmp_path, capsys):
     (root / "metadata.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "shards"
     cmd = [sys.executable, "-m", "common.data.preprocess", "--output", str(out),
-           "--source.kind", "ljspeech", "--source.path", str(root), "--extractors", "logmel",
-           "f0", "text", "tests.common.data.test_preprocessing:energy", "--extractor-arg",
+           # all of the layout: no validation slice held out of its "train"
+           "--source.kind", "ljspeech", "--source.path", str(root), "--source.holdout", "0",
+           "--extractors", "logmel", "f0", "text",
+           "tests.common.data.test_preprocessing:energy", "--extractor-arg",
            "logmel.n_mels=40", "--extractor-arg", "energy.scale=2", "--shard-size", "2",
            "--sample-rate", "22050", "--no-progress"]
     env = {**os.environ, "TRC_TEST_CRASH_AFTER": "1", "PYTHONPATH": str(REPO)}
