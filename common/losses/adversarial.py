@@ -111,7 +111,8 @@ def lsgan_g_loss(fake_logits: Logits, *, masks=None) -> tuple[jax.Array, dict[st
 
 
 def feature_matching_loss(
-    real_feats: Sequence[Sequence[jax.Array]], fake_feats: Sequence[Sequence[jax.Array]]
+    real_feats: Sequence[Sequence[jax.Array]], fake_feats: Sequence[Sequence[jax.Array]],
+    *, masks: Sequence[Sequence[jax.Array | None]] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Discriminator feature matching, DAC's normalisation (``GANLoss.generator_loss``).
 
@@ -120,23 +121,33 @@ def feature_matching_loss(
     they should not be matched). ``loss = sum_d sum_l mean|fake_dl - stop_gradient(real_dl)|``:
     summed over layers and discriminators, each map's L1 a mean over its elements. HiFi-GAN
     has the same sum and multiplies by 2; DAC puts its weight (2.0) in the loss lambdas.
-    Real features are constants (no gradient flows into the real branch). Unmasked.
+    Real features are constants (no gradient flows into the real branch).
+
+    masks (optional): the same nesting as the features, one bool/0-1 array (or None) per
+    map, broadcastable to it (e.g. ``[B, T, 1]`` for a ``[B, T, C]`` map); each map's
+    mean is then over its valid elements only.
 
     Returns ``(loss, {"loss", "d<i>/feature_l1"})``.
     """
     if len(real_feats) != len(fake_feats):
         raise ValueError(f"{len(real_feats)} real vs {len(fake_feats)} fake discriminators")
+    if masks is not None and len(masks) != len(real_feats):
+        raise ValueError(f"got masks for {len(masks)} of {len(real_feats)} discriminators")
     metrics: dict[str, jax.Array] = {}
     total = jnp.float32(0.0)
     for i, (reals, fakes) in enumerate(zip(real_feats, fake_feats, strict=True)):
         if len(reals) != len(fakes):
             raise ValueError(f"discriminator {i}: {len(reals)} real vs {len(fakes)} fake maps")
+        map_masks = [None] * len(reals) if masks is None else list(masks[i])
+        if len(map_masks) != len(reals):
+            raise ValueError(f"discriminator {i}: {len(map_masks)} masks for {len(reals)} maps")
         d_total = jnp.float32(0.0)
-        for j, (r, f) in enumerate(zip(reals, fakes, strict=True)):
+        for j, (r, f, m) in enumerate(zip(reals, fakes, map_masks, strict=True)):
             if r.shape != f.shape:
                 raise ValueError(f"discriminator {i} map {j}: {r.shape} vs {f.shape}")
             r = jax.lax.stop_gradient(jnp.asarray(r, jnp.float32))
-            d_total = d_total + jnp.mean(abs_sign_grad(jnp.asarray(f, jnp.float32) - r))
+            diff = zero_invalid(jnp.asarray(f, jnp.float32) - r, m)
+            d_total = d_total + masked_mean(abs_sign_grad(diff), m)
         metrics[f"d{i}/feature_l1"] = d_total
         total = total + d_total
     return total, {"loss": total, **metrics}

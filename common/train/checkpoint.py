@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -201,6 +201,10 @@ class Checkpointer:
                                   f"available: {steps}")
         return int(step)
 
+    def has_item(self, name: str, step: int | Literal["latest", "best"] | None = None) -> bool:
+        """Whether the checkpoint at ``step`` holds the item ``name`` (e.g. ``"ema"``)."""
+        return (self.directory / str(self.resolve_step(step)) / name).exists()
+
     def _check_items(self, step: int, wanted: tuple[str, ...]) -> None:
         step_dir = self.directory / str(step)
         missing = [w for w in wanted if not (step_dir / w).exists()]
@@ -279,26 +283,31 @@ def load_model(
     *,
     step: int | Literal["latest", "best"] | None = None,
     shardings: Callable[[Any], Any] | None = None,
+    item: str | Sequence[str] = "model",
 ) -> tuple[nnx.Module, dict]:
     """A model from a run directory alone: its config from the checkpoint, then weights.
 
     ``build(config_dict)`` constructs the model; it runs under ``nnx.eval_shape``, so no
     memory goes to a throw-away initialisation. ``shardings(abstract_state)`` may give
     target shardings (e.g. ``lambda s: state_shardings(s, mesh)``) so the weights load
-    straight onto a mesh. Only the ``model`` item is read (no optimizer state): use it
-    for inference or to freeze one stage inside another model.
+    straight onto a mesh. Only one item is read (no optimizer state): ``item``, or the
+    first of a sequence of names that the checkpoint holds (``("ema", "model")``: the
+    EMA weights of a GAN run that kept them, else the trained ones); use it for
+    inference or to freeze one stage inside another model.
 
     Returns ``(model, config_dict)``.
     """
     ckpt = Checkpointer(run_dir, read_only=True)
     try:
+        names = (item,) if isinstance(item, str) else tuple(item)
+        name = next((n for n in names if ckpt.has_item(n, step)), names[-1])
         config = ckpt.restore_config(step)
         graphdef, abstract_state = nnx.split(nnx.eval_shape(lambda: build(config)))
         if shardings is not None:
             abstract_state = jax.tree.map(
                 lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                 abstract_state, shardings(abstract_state))
-        _, restored = ckpt.restore({"model": abstract_state}, step=step)
+        _, restored = ckpt.restore({name: abstract_state}, step=step)
     finally:
         ckpt.manager.close()
-    return nnx.merge(graphdef, restored["model"]), config
+    return nnx.merge(graphdef, restored[name]), config

@@ -53,6 +53,8 @@ class MeshConfig:
         return tuple(sizes)
 
 
+AUTO = "auto"
+DEFAULT_CLIP_NORM = 1.0  # clip_norm="auto" for the optimizers without their own clipping
 OptimizerName = Literal["adamw", "adam", "sgd", "scaled_adam"]
 ScheduleName = Literal["constant", "cosine", "linear", "eden"]
 GrokfastName = Literal["none", "ema", "ma"]
@@ -74,9 +76,12 @@ class OptimizerConfig:
     dims (norm scales, biases, scalars), ``decay_1d=True`` decays them too. ``adam`` and
     ``scaled_adam`` take no weight decay (ScaledAdam learns parameter scales instead).
 
-    ``clip_norm`` clips the global gradient norm before the optimizer, for every
-    optimizer; ScaledAdam also clips by its own rule (``clipping_scale`` times the median
-    recent norm), so with it one usually sets ``clip_norm=None``.
+    ``clip_norm`` clips the global gradient norm before the optimizer. Its default,
+    ``"auto"``, is 1.0 for adamw, adam and sgd and no clip for ``scaled_adam``, which
+    clips by its own rule (``clipping_scale`` times the median recent norm): a global
+    clip in front of it would rescale the very norms its median tracks. Both at once
+    (a number with ``scaled_adam`` and ``clipping_scale`` set) is refused; with
+    ``clipping_scale=None`` ScaledAdam takes the global clip (``"auto"``: 1.0).
 
     ``freeze``: regular expressions, ``re.search``-ed against "/"-joined parameter paths
     (e.g. ``"encoder/.*"``); matching parameters get zero updates and no optimizer
@@ -107,8 +112,8 @@ class OptimizerConfig:
     """Also decay parameters with fewer than 2 dims (norm scales, biases)."""
     sgd_momentum: float = 0.0
     """Heavy-ball momentum of sgd (0: none)."""
-    clip_norm: float | None = 1.0
-    """Clip the global gradient norm to this before the optimizer (None: no clipping)."""
+    clip_norm: float | Literal["auto"] | None = "auto"
+    """Clip the global gradient norm to this (None: never; auto: 1.0, none for scaled_adam)."""
     grokfast: GrokfastName = "none"
     """Grokfast gradient filter: none, ema or ma (moving average over a window)."""
     grokfast_alpha: float = 0.98
@@ -180,8 +185,15 @@ class OptimizerConfig:
                 f"0 with name={self.name!r} (decay needs name 'adamw' or 'sgd')",
             )
         _check(self, "sgd_momentum", 0.0 <= self.sgd_momentum < 1.0, "in [0, 1)")
-        if self.clip_norm is not None:
-            _check(self, "clip_norm", self.clip_norm > 0, "> 0 or None")
+        if self.clip_norm is not None and self.clip_norm != AUTO:
+            _check(self, "clip_norm", not isinstance(self.clip_norm, str)
+                   and self.clip_norm > 0, f"> 0, {AUTO!r} or None")
+            if self.name == "scaled_adam" and self.clipping_scale is not None:
+                fail_optimizer(
+                    "clip_norm", self.clip_norm,
+                    f"{AUTO!r} or None with name='scaled_adam' and clipping_scale="
+                    f"{self.clipping_scale} (ScaledAdam clips itself; set clipping_scale "
+                    "None to use a global clip instead)")
         _check(self, "grokfast_alpha", 0.0 <= self.grokfast_alpha < 1.0, "in [0, 1)")
         _check(self, "grokfast_window", self.grokfast_window >= 1, ">= 1")
         for pattern in self.freeze:
@@ -214,6 +226,16 @@ class OptimizerConfig:
             len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas),
             "two values in [0, 1)",
         )
+
+
+    @property
+    def global_clip_norm(self) -> float | None:
+        """The global-norm clip ``make_optimizer`` applies (``clip_norm`` resolved)."""
+        if self.clip_norm != AUTO:
+            return self.clip_norm
+        if self.name == "scaled_adam" and self.clipping_scale is not None:
+            return None
+        return DEFAULT_CLIP_NORM
 
 
 def fail_optimizer(field: str, value: Any, allowed: str):
@@ -307,6 +329,9 @@ class GANConfig:
         annealed linearly to 0 over ``instance_noise_steps`` (0: constant).
       instance_noise_steps: steps over which the instance noise anneals to 0 (0: it
         stays constant).
+      ema_decay: keep an exponential moving average of the generator's parameters with
+        this decay per step (e.g. 0.999; 0: none). The EMA weights are checkpointed
+        (item ``"ema"``) and used for evaluation and inference.
     """
 
     loss: Literal["lsgan", "hinge"] = "lsgan"
@@ -320,8 +345,11 @@ class GANConfig:
     r1_weight: float = 0.0
     instance_noise: float = 0.0
     instance_noise_steps: int = 0
+    ema_decay: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"gan.ema_decay must be in [0, 1) (0: no EMA), got {self.ema_decay}")
         if self.loss not in GAN_LOSSES:
             raise ValueError(f"gan.loss must be one of {sorted(GAN_LOSSES)}, got {self.loss!r}")
         for name in ("adv_weight", "feature_weight", "disc_start_step", "r1_weight",

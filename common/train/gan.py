@@ -3,10 +3,20 @@ own optimizers, updated alternately inside one jitted step.
 
 The model supplies two functions:
 
-* ``gen_fn(generator, batch, key) -> (fake, real, rec_loss, rec_metrics)``: the
-  generator's forward pass and its non-adversarial (reconstruction) loss;
-* ``disc_fn(discriminator, x) -> (logits, features)``: lists over sub-discriminators
-  (MPD periods, MSD scales, STFT resolutions) of logits and of feature-map lists.
+* ``gen_fn(generator, batch, key) -> (fake, real, rec_loss, rec_metrics[, valid])``:
+  the generator's forward pass and its non-adversarial (reconstruction) loss; ``fake``
+  and ``real`` ``[B, N, ...]``; ``valid`` (optional, bool ``[B, N]``) marks the real
+  samples of a padded batch (left out or None: every sample is valid);
+* ``disc_fn(discriminator, x, valid) -> (logits, features[, masks])``: lists over
+  sub-discriminators (MPD periods, MSD scales, STFT resolutions) of logits and of
+  feature-map lists; ``valid`` is ``gen_fn``'s (or None) and ``masks``, None or
+  ``(logit_masks, feature_masks)`` nested as the outputs, say which output positions
+  come from valid samples (``tokenizer.codec.discriminators.gan_disc_fn``).
+
+Padding does not train either model: the step zeroes the padded samples of both
+discriminator inputs (after the instance noise), so their content cannot reach any
+output, and every adversarial, feature-matching and R1 term averages over the valid
+positions of ``masks`` only.
 
 Per step: (1) the generator's loss ``rec + w * (adv + feature_weight * fm)`` against the
 current discriminator, with one forward pass and, for the VQGAN-style adaptive weight,
@@ -15,9 +25,18 @@ two backward passes (``w = adv_weight * ||grad_last rec|| / ||grad_last adv||``)
 penalty on real data. Instance noise, annealed to zero, is added to both of the
 discriminator's inputs. Until the discriminator starts (a step, or the reconstruction
 loss falling below a threshold; once started it stays on) the adversarial weight is 0
-and the discriminator's state is left untouched. With ``train.grad_accum > 1`` both
+and the discriminator's state is left untouched, its optimizer state included: the
+discriminator's learning-rate schedule counts its own updates, so it starts at the
+schedule's step 0 when the discriminator does (``disc_optim`` sets the decay length
+to the steps left after ``disc_start_step``). With ``train.grad_accum > 1`` both
 updates average their gradients over micro-batches (a ``lax.scan``, as the supervised
 step does).
+
+EMA weights (``GANConfig.ema_decay > 0``): the state keeps an exponential moving average
+of the generator's parameters, updated after every step (``ema = d * ema + (1 - d) *
+params``, starting from the initial parameters); it is checkpointed as the item
+``"ema"`` and used for evaluation, the logging hooks and inference
+(``CodecTokenizer.from_run`` prefers it).
 """
 
 from __future__ import annotations
@@ -40,13 +59,13 @@ from common.losses.adversarial import (
     lsgan_g_loss,
 )
 from common.losses.r1 import r1_penalty
-from common.train.configs import GANConfig
+from common.train.configs import GANConfig, OptimizerConfig, TrainConfig
 from common.train.program import Program
-from common.train.step import TrainState, apply_gradients, split_micro
+from common.train.step import TrainState, apply_gradients, make_train_step, split_micro
 from common.train.tree import path_to_str
 
-GenFn = Callable[[nnx.Module, Any, jax.Array], tuple[jax.Array, jax.Array, jax.Array, dict]]
-DiscFn = Callable[[nnx.Module, jax.Array], tuple[list[jax.Array], list[list[jax.Array]]]]
+GenFn = Callable[[nnx.Module, Any, jax.Array], tuple]
+DiscFn = Callable[[nnx.Module, jax.Array, jax.Array | None], tuple]
 
 _LOSSES = {"hinge": (hinge_g_loss, hinge_d_loss), "lsgan": (lsgan_g_loss, lsgan_d_loss)}
 
@@ -57,18 +76,70 @@ class GANState:
     gen: TrainState
     disc: TrainState
     started: jax.Array  # bool []: the discriminator has started (latched)
+    # EMA of the generator's parameters (an nnx.State like gen.params); {} when off.
+    ema: Any = dataclasses.field(default_factory=dict)
 
 
-def _disc_pair(disc_fn: DiscFn, disc: nnx.Module, a: jax.Array, b: jax.Array):
-    """``disc_fn`` on ``a`` and ``b`` as one batch ``[a; b]``, split back: one trace and
-    one launch of every discriminator layer instead of two (discriminators here hold no
-    batch statistics, so the halves do not interact)."""
+def disc_optim(train: TrainConfig, optim: OptimizerConfig, gan: GANConfig) -> OptimizerConfig:
+    """The discriminator's optimizer config with ``total_steps`` (when unset) the steps
+    left after ``gan.disc_start_step``: its schedule counts its own updates, which begin
+    there, so a decaying schedule ends with the run rather than part-way."""
+    if optim.total_steps is not None:
+        return optim
+    total = max(train.steps - gan.disc_start_step, optim.warmup_steps + 1)
+    return dataclasses.replace(optim, total_steps=total)
+
+
+def _unpack_gen(out: tuple):
+    """``gen_fn``'s result as ``(fake, real, rec, metrics, valid or None)``."""
+    if len(out) == 4:
+        return (*out, None)
+    if len(out) == 5:
+        return tuple(out)
+    raise ValueError(f"gen_fn must return (fake, real, rec_loss, metrics[, valid]), got "
+                     f"{len(out)} values")
+
+
+def _expand(valid: jax.Array | None, x: jax.Array) -> jax.Array | None:
+    """``valid [B, N]`` as bool, broadcastable to ``x [B, N, ...]``."""
+    if valid is None:
+        return None
+    return jnp.asarray(valid, bool).reshape(valid.shape + (1,) * (x.ndim - valid.ndim))
+
+
+def _zero_padding(x: jax.Array, valid: jax.Array | None) -> jax.Array:
+    """``x [B, N, ...]`` with the samples outside ``valid [B, N]`` set to 0."""
+    if valid is None:
+        return x
+    return jnp.where(_expand(valid, x), x, jnp.zeros((), x.dtype))
+
+
+def _disc_pair(disc_fn: DiscFn, disc: nnx.Module, a: jax.Array, b: jax.Array,
+               valid: jax.Array | None):
+    """``disc_fn`` on ``a`` and ``b`` (both with the valid mask ``valid``) as one batch
+    ``[a; b]``, split back: one trace and one launch of every discriminator layer instead
+    of two (discriminators here hold no batch statistics, so the halves do not interact).
+    Returns ``((logits_a, feats_a), (logits_b, feats_b), masks)``: the masks (of the
+    ``a`` half; both halves share them) or None."""
     n = a.shape[0]
-    logits, feats = disc_fn(disc, jnp.concatenate([a, b], axis=0))
+    both_valid = None if valid is None else jnp.concatenate([valid, valid], axis=0)
+    out = disc_fn(disc, jnp.concatenate([a, b], axis=0), both_valid)
+    if len(out) not in (2, 3):
+        raise ValueError(f"disc_fn must return (logits, features[, masks]), got {len(out)} "
+                         "values")
+    logits, feats = out[:2]
+    masks = out[2] if len(out) == 3 else None
     first = lambda x: x[:n]
     second = lambda x: x[n:]
+    if masks is not None:
+        masks = jax.tree.map(first, masks)
     return ((jax.tree.map(first, logits), jax.tree.map(first, feats)),
-            (jax.tree.map(second, logits), jax.tree.map(second, feats)))
+            (jax.tree.map(second, logits), jax.tree.map(second, feats)), masks)
+
+
+def _split_masks(masks):
+    """``masks`` (None or ``(logit_masks, feature_masks)``) as the two loss arguments."""
+    return (None, None) if masks is None else (list(masks[0]), list(masks[1]))
 
 
 def _norm_of(tree: Any, pattern: str) -> jax.Array:
@@ -137,20 +208,22 @@ def make_gan_step(
 
             def gen_losses(params):
                 gen = merge(gen_graphdef, state.gen, params, gen_rest)
-                fake, real, rec, rec_metrics = gen_fn(gen, micro, k_gen)
-                (logits_f, feats_f), (_, feats_r) = _disc_pair(
-                    disc_fn, disc, noisy(k_fake, fake), noisy(k_real, real))
-                adv, adv_m = g_adv_loss(logits_f)
-                fm, fm_m = feature_matching_loss(feats_r, feats_f)
+                fake, real, rec, rec_metrics, valid = _unpack_gen(gen_fn(gen, micro, k_gen))
+                (logits_f, feats_f), (_, feats_r), masks = _disc_pair(
+                    disc_fn, disc, _zero_padding(noisy(k_fake, fake), valid),
+                    _zero_padding(noisy(k_real, real), valid), valid)
+                logit_masks, feat_masks = _split_masks(masks)
+                adv, adv_m = g_adv_loss(logits_f, masks=logit_masks)
+                fm, fm_m = feature_matching_loss(feats_r, feats_f, masks=feat_masks)
                 per_disc = {**{f"adv/{k}": v for k, v in adv_m.items() if k != "loss"},
                             **{f"fm/{k}": v for k, v in fm_m.items() if k != "loss"}}
-                aux = (fake, real, {**rec_metrics, **per_disc}, adv, fm,
+                aux = (fake, real, valid, {**rec_metrics, **per_disc}, adv, fm,
                        nnx.state(gen, nnx.Not(nnx.Param)))
                 return (rec, adv + cfg.feature_weight * fm), aux
 
             (rec, gan_term), pullback, aux = jax.vjp(gen_losses, state.gen.params,
                                                      has_aux=True)
-            fake, real, rec_metrics, adv, fm, gen_rest = aux
+            fake, real, valid, rec_metrics, adv, fm, gen_rest = aux
             if separate:
                 g_grads = (pullback((jnp.ones_like(rec), jnp.zeros_like(gan_term)))[0],
                            pullback((jnp.zeros_like(rec), jnp.ones_like(gan_term)))[0])
@@ -163,11 +236,21 @@ def make_gan_step(
 
             def disc_loss(params):
                 d = merge(disc_graphdef, state.disc, params, disc_rest)
-                (logits_r, _), (logits_f, _) = _disc_pair(
-                    disc_fn, d, noisy(k_real, real_sg), noisy(k_fake, fake_sg))
-                loss, m = d_adv_loss(logits_r, logits_f)
+                (logits_r, _), (logits_f, _), masks = _disc_pair(
+                    disc_fn, d, _zero_padding(noisy(k_real, real_sg), valid),
+                    _zero_padding(noisy(k_fake, fake_sg), valid), valid)
+                logit_masks, _ = _split_masks(masks)
+                loss, m = d_adv_loss(logits_r, logits_f, masks=logit_masks)
                 if cfg.r1_weight:
-                    r1, r1_m = r1_penalty(lambda x: disc_fn(d, x)[0], real_sg)
+                    def valid_logits(x):
+                        out = disc_fn(d, x, valid)
+                        if len(out) < 3 or out[2] is None:
+                            return out[0]
+                        return [jnp.where(mk, lg, jnp.zeros((), lg.dtype))
+                                for lg, mk in zip(out[0], out[2][0], strict=True)]
+
+                    r1, r1_m = r1_penalty(valid_logits, _zero_padding(real_sg, valid),
+                                          mask=_expand(valid, real_sg))
                     loss = loss + 0.5 * cfg.r1_weight * r1
                     m = {**m, "r1": r1_m["r1"]}
                 return loss, (m, nnx.state(d, nnx.Not(nnx.Param)))
@@ -218,6 +301,11 @@ def make_gan_step(
         gen_state, g_upd = apply_gradients(state.gen, g_grads, g_loss, gen_rest, gen_tx)
         disc_state, d_upd = apply_gradients(state.disc, d_grads, m["disc/loss"], disc_rest,
                                             disc_tx, enabled=started)
+        ema = state.ema
+        if cfg.ema_decay:
+            d = cfg.ema_decay
+            ema = jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e), state.ema,
+                               gen_state.params)
 
         m.update({
             "loss": g_loss, "gen/rec_loss": rec, "gen/adv_weight": weight,
@@ -226,7 +314,37 @@ def make_gan_step(
             **{f"disc/{k}": v for k, v in d_upd.items()},
         })
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in m.items()}
-        return GANState(gen=gen_state, disc=disc_state, started=started), metrics
+        return GANState(gen=gen_state, disc=disc_state, started=started, ema=ema), metrics
+
+    return step
+
+
+def make_gan_warmup_step(gen_graphdef: nnx.GraphDef, gen_fn: GenFn,
+                         gen_tx: optax.GradientTransformation, cfg: GANConfig, *,
+                         grad_accum: int = 1) -> Callable:
+    """The step before the discriminator starts: the generator's reconstruction loss
+    alone, the discriminator neither run nor updated (its step counter advances, as
+    the full step's skipped update does). It gives the full step's update while the
+    adversarial weight is 0, at the cost of the generator alone, and compiles without
+    the discriminator: a run that never starts it never compiles it."""
+
+    def loss_fn(gen, batch, key):
+        # the key the full step hands gen_fn (fold_in(rng, t), then its first split)
+        _, _, rec, metrics, _ = _unpack_gen(gen_fn(gen, batch, jax.random.split(key, 3)[0]))
+        return rec, metrics
+
+    gen_step = make_train_step(gen_graphdef, loss_fn, gen_tx, grad_accum=grad_accum)
+
+    def step(state: GANState, batch: Any) -> tuple[GANState, dict[str, jax.Array]]:
+        gen, m = gen_step(state.gen, batch)
+        ema = state.ema
+        if cfg.ema_decay:
+            d = cfg.ema_decay
+            ema = jax.tree.map(lambda e, p: e + (1.0 - d) * (p - e), state.ema, gen.params)
+        disc = dataclasses.replace(state.disc, step=state.disc.step + 1)
+        metrics = {("loss" if k == "loss" else f"gen/{k}"): v for k, v in m.items()}
+        metrics.update({"gen/rec_loss": m["loss"], "disc/started": jnp.float32(0.0)})
+        return GANState(gen=gen, disc=disc, started=state.started, ema=ema), metrics
 
     return step
 
@@ -244,47 +362,64 @@ def gan_program(
     grad_accum: int = 1,
 ) -> Program:
     """A ``Program`` for ``common.train.loop.train``: checkpoint items ``model`` (the
-    generator, what ``load_model`` restores), ``disc`` and ``train`` (both optimizers,
-    steps, RNG, the start latch). Evaluation reports the generator's reconstruction
-    metrics in eval mode. ``grad_accum``: micro-batches per step (``train.grad_accum``)."""
+    generator, what ``load_model`` restores), ``disc``, ``train`` (both optimizers,
+    steps, RNG, the start latch) and, with ``cfg.ema_decay``, ``ema`` (the generator with
+    its EMA parameters). Evaluation reports the generator's reconstruction metrics in
+    eval mode, with the EMA parameters when there are some. ``grad_accum``:
+    micro-batches per step (``train.grad_accum``)."""
 
     def init() -> GANState:
         gen = TrainState.create(build_gen(nnx.Rngs(seed)), gen_tx, jax.random.key(seed + 1))[1]
         disc = TrainState.create(build_disc(nnx.Rngs(seed + 2)), disc_tx,
                                  jax.random.key(seed + 3))[1]
-        return GANState(gen=gen, disc=disc, started=jnp.zeros((), bool))
+        # A copy, not the same buffers: the state is donated to the step.
+        ema = jax.tree.map(jnp.copy, gen.params) if cfg.ema_decay else {}
+        return GANState(gen=gen, disc=disc, started=jnp.zeros((), bool), ema=ema)
 
     key = jax.random.key(0)
     gen_gd = TrainState.create(nnx.eval_shape(lambda: build_gen(nnx.Rngs(seed))), gen_tx, key)[0]
     disc_gd = TrainState.create(nnx.eval_shape(lambda: build_disc(nnx.Rngs(seed))), disc_tx,
                                 key)[0]
 
+    def inference_params(state: GANState):
+        return state.ema if cfg.ema_decay else state.gen.params
+
     def evaluate(state: GANState, batch: Any, key: jax.Array) -> dict[str, jax.Array]:
-        gen = nnx.merge(gen_gd, state.gen.params, state.gen.rest, copy=True)
+        gen = nnx.merge(gen_gd, inference_params(state), state.gen.rest, copy=True)
         gen.eval()
-        _, _, rec, metrics = gen_fn(gen, batch, key)
+        _, _, rec, metrics, _ = _unpack_gen(gen_fn(gen, batch, key))
         return {**{k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()},
                 "loss": jnp.asarray(rec, jnp.float32)}
 
     def to_items(s: GANState) -> dict[str, Any]:
-        return {"model": s.gen.model_state(), "disc": s.disc.model_state(),
-                "train": {"gen": s.gen.train_items(), "disc": s.disc.train_items(),
-                          "started": s.started}}
+        items = {"model": s.gen.model_state(), "disc": s.disc.model_state(),
+                 "train": {"gen": s.gen.train_items(), "disc": s.disc.train_items(),
+                           "started": s.started}}
+        if cfg.ema_decay:
+            items["ema"] = nnx.merge_state(s.ema, s.gen.rest)
+        return items
 
     def from_items(items: dict[str, Any]) -> GANState:
         t = items["train"]
+        ema = nnx.split_state(items["ema"], nnx.Param, ...)[0] if cfg.ema_decay else {}
         return GANState(gen=TrainState.from_items(items["model"], t["gen"]),
                         disc=TrainState.from_items(items["disc"], t["disc"]),
-                        started=t["started"])
+                        started=t["started"], ema=ema)
 
+    # Before a fixed start step the cheaper generator-only step runs (with a start that
+    # waits on the loss too, the full step must watch the loss, so there is none).
+    warmup = cfg.disc_start_step if cfg.disc_start_loss is None else 0
     return Program(
         init=init,
         step=make_gan_step(gen_gd, disc_gd, gen_fn, disc_fn, gen_tx, disc_tx, cfg,
                            grad_accum=grad_accum),
+        warmup_step=(make_gan_warmup_step(gen_gd, gen_fn, gen_tx, cfg, grad_accum=grad_accum)
+                     if warmup else None),
+        warmup_steps=warmup,
         evaluate=evaluate,
         to_items=to_items,
         from_items=from_items,
-        model=lambda s: nnx.merge(gen_gd, s.gen.params, s.gen.rest),
+        model=lambda s: nnx.merge(gen_gd, inference_params(s), s.gen.rest),
         nonfinite_run=lambda s: jnp.maximum(s.gen.nonfinite_run, s.disc.nonfinite_run),
         nonfinite_total=lambda s: s.gen.nonfinite_total + s.disc.nonfinite_total,
         grad_accum=grad_accum,

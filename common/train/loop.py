@@ -38,13 +38,14 @@ import numpy as np
 from flax import nnx
 
 from common.config import config_to_dict, format_config
-from common.train.checkpoint import Checkpointer, write_config_json
+from common.train.checkpoint import Checkpointer, CheckpointError, write_config_json
 from common.train.configs import TrainConfig
 from common.train.logging import RunLogger
 from common.train.mesh import batch_sharding as make_batch_sharding
 from common.train.mesh import host_to_global, make_mesh, state_shardings
 from common.train.optim import OptimizerConfig
 from common.train.program import Program
+from common.train.resume_check import schedule_changes
 from common.train.runs import UNKNOWN, read_run_info, start_run
 from common.train.step import jit_train_step
 from common.train.stopping import NonFiniteWatch, StopAgreement, StopFlag
@@ -103,8 +104,32 @@ def resolve_optim(cfg: TrainConfig, optim: OptimizerConfig | None = None) -> Opt
     """``optim`` (default ``cfg.optim``) with ``total_steps`` defaulting to the run's steps."""
     optim = optim or cfg.optim
     if optim.total_steps is None:  # decaying schedules run over the whole run by default
-        optim = dataclasses.replace(optim, total_steps=cfg.steps)
+        warmup = optim.warmup_steps
+        if optim.schedule in ("cosine", "linear") and warmup >= cfg.steps:
+            # A short run of a preset (--steps 20 for a check) keeps the warm-up's share
+            # of the run rather than failing on a schedule that cannot fit.
+            warmup = cfg.steps // 10
+            log.warning("optimizer warm-up of %d steps does not fit a %d-step run: warming "
+                        "up over %d", optim.warmup_steps, cfg.steps, warmup)
+        optim = dataclasses.replace(optim, total_steps=cfg.steps, warmup_steps=warmup)
     return optim
+
+
+def _warn_schedule_changes(ckpt: Checkpointer, step: int, config: Mapping[str, Any]) -> None:
+    """Warn when the resumed run's learning-rate schedules differ from those it was saved
+    with (e.g. ``--steps`` raised under a cosine schedule that follows it)."""
+    try:
+        saved = ckpt.restore_config(step)
+    except CheckpointError:  # a checkpoint saved without its config: nothing to compare
+        return
+    changes = schedule_changes(saved, config)
+    if changes:
+        log.warning(
+            "resuming at step %d with another learning-rate schedule than the run was "
+            "saved with: %s. Training continues from the saved optimizer state under the "
+            "new schedule, so the learning rate changes abruptly at step %d; to keep the "
+            "old schedule, resume with the saved values (e.g. --train.optim.total-steps)",
+            step, "; ".join(changes), step)
 
 
 def train(
@@ -161,6 +186,7 @@ def train(
             data_iterator=train_data if hasattr(train_data, "set_state") else None)
         state = program.from_items(items)
         log.info("resumed %s at step %d", run_dir, start)
+        _warn_schedule_changes(ckpt, start, config_dict)
     else:
         if cfg.resume:
             log.warning("--resume: no checkpoint in %s yet; starting from scratch", run_dir)
@@ -168,6 +194,8 @@ def train(
     write_config_json(run_dir, config_dict)
 
     step_fn = jit_train_step(program.step, shardings, batch_sh)
+    warmup_fn = (jit_train_step(program.warmup_step, shardings, batch_sh)
+                 if program.warmup_step is not None else None)
     eval_fn = (jax.jit(program.evaluate, in_shardings=(shardings, batch_sh, None))
                if program.evaluate is not None else None)
     model_params = nnx.split_state(program.to_items(abstract)["model"], nnx.Param, ...)[0]
@@ -216,7 +244,8 @@ def train(
         for step in range(start + 1, cfg.steps + 1):
             batch = host_to_global(next(train_data), mesh)
             logger.maybe_profile(step)
-            state, metrics = step_fn(state, batch)
+            fn = warmup_fn if warmup_fn is not None and step <= program.warmup_steps else step_fn
+            state, metrics = fn(state, batch)
             logger.advance(step)
             log_now = step % cfg.logging.log_every == 0 or step == cfg.steps
             if log_now:

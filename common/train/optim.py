@@ -4,7 +4,7 @@
 
     multi_transform(freeze)            # only if cfg.freeze: frozen leaves -> zero, no state
       chain(grokfast?,                 # filter raw gradients (common.train.grokfast)
-            clip_by_global_norm?,      # cfg.clip_norm
+            clip_by_global_norm?,      # cfg.global_clip_norm (none for ScaledAdam)
             adamw | adam | sgd | scaled_adam(make_schedule(cfg)))
 
 Everything works on any pytree of arrays, in particular the ``nnx.State`` of
@@ -179,8 +179,8 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
         parts.append(grokfast_ema(cfg.grokfast_alpha, cfg.grokfast_lamb))
     elif cfg.grokfast == "ma":
         parts.append(grokfast_ma(cfg.grokfast_window, cfg.grokfast_lamb))
-    if cfg.clip_norm is not None:
-        parts.append(optax.clip_by_global_norm(cfg.clip_norm))
+    if cfg.global_clip_norm is not None:
+        parts.append(optax.clip_by_global_norm(cfg.global_clip_norm))
     parts.append(_base_optimizer(cfg, make_schedule(cfg)))
     tx = optax.chain(*parts)
     if not cfg.freeze:

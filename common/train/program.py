@@ -34,6 +34,9 @@ class Program:
     grad_accum: micro-batches per step that ``step`` was built with; the loop refuses a
       program whose value differs from ``TrainConfig.grad_accum`` (an ignored setting
       would silently train with another effective batch).
+    warmup_step / warmup_steps: a cheaper step with the same state that the loop runs
+      instead of ``step`` for the run's first ``warmup_steps`` steps (the GAN before its
+      discriminator starts); each is compiled only when a step needs it.
     """
 
     init: Callable[[], Any]
@@ -45,6 +48,8 @@ class Program:
     nonfinite_run: Callable[[Any], jax.Array]
     nonfinite_total: Callable[[Any], jax.Array]
     grad_accum: int = 1
+    warmup_step: Callable[[Any, Any], tuple[Any, dict[str, jax.Array]]] | None = None
+    warmup_steps: int = 0
 
 
 def supervised_program(

@@ -17,7 +17,10 @@ Per step, with ``lr`` the (scheduled) learning rate and ``beta1, beta2 = betas``
    ``n = step`` on the early steps, taking the largest ``step`` entries of the ring, else
    the whole ring), doubled on the early steps. Once a threshold exists every gradient
    is scaled by ``min(1, threshold / (norm + 1e-20))``; a NaN factor becomes 0 and
-   zeroes the gradients.
+   zeroes the gradients. This is the only clip icefall applies, so
+   ``common.train.optim.make_optimizer`` puts no global-norm clip in front of it
+   (``OptimizerConfig.clip_norm="auto"``): that would rescale the norms the median
+   tracks.
 2. ``delta *= beta1`` (``delta`` is the momentum of the whole parameter change).
 3. Tensors (numel > 1): ``scale_grads[step % size_update_period] = sum(p * g)``. When
    ``step % size_update_period == size_update_period - 1``: ``param_rms = rms(p)``, and

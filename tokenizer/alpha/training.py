@@ -16,14 +16,14 @@ import numpy as np
 from flax import nnx
 
 from common.losses.ctc_decode import greedy_ctc_errors
-from common.train.gan import gan_program
+from common.train.gan import disc_optim, gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
 from common.train.program import Program
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.losses.generator_loss import generator_loss
 from tokenizer.alpha.model import AlphaCodec
-from tokenizer.codec.discriminators import Discriminator
+from tokenizer.codec.discriminators import Discriminator, gan_disc_fn
 from tokenizer.codec.train_logging import log_reconstructions
 
 
@@ -69,17 +69,15 @@ def build_program(cfg: AlphaConfig) -> Program:
 
     def gen_fn(codec, batch, key):
         recon, loss, metrics = codec_loss(codec, batch, key, cfg)
-        return recon, batch["audio"], loss, metrics
-
-    def disc_fn(disc, wav):
-        return disc(wav)
+        # The valid mask keeps the left padding out of the GAN losses.
+        return recon, batch["audio"], loss, metrics, batch["audio_valid"]
 
     return gan_program(
         lambda rngs: AlphaCodec(cfg, rngs=rngs),
         lambda rngs: Discriminator(cfg.disc, rngs=rngs),
-        gen_fn, disc_fn,
+        gen_fn, gan_disc_fn,
         make_optimizer(resolve_optim(cfg.train)),
-        make_optimizer(resolve_optim(cfg.train, cfg.disc_optim)),
+        make_optimizer(disc_optim(cfg.train, cfg.disc_optim, cfg.gan)),
         cfg.gan, seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
 
 

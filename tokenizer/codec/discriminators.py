@@ -1,12 +1,22 @@
 """The discriminators every codec's GAN uses (alpha's, SNAC's optional one): multi-period
-(HiFi-GAN MPD), multi-scale (HiFi-GAN MSD) and multi-resolution complex-STFT (DAC's MRD,
-band-split).
+(HiFi-GAN's MPD), multi-scale (MelGAN's MSD: its ``NLayerDiscriminator`` layout, kernel-41
+grouped convs strided by 4, on the waveform average-pooled by 2 per scale; DAC's ``MSD``
+has the same layers) and multi-resolution complex-STFT (DAC's MRD, band-split).
 
 Every sub-discriminator maps a waveform ``[B, N, 1]`` to ``(logits, features)``: logits
 an array of any shape (one score per patch), features the list of its intermediate
 activations (the final logits excluded), for the feature-matching loss. ``Discriminator``
-runs them all and returns the lists ``common.train.gan`` expects from ``disc_fn``:
-``([logits per sub-discriminator], [[feature maps] per sub-discriminator])``.
+runs them all and returns ``([logits per sub-discriminator], [[feature maps] per
+sub-discriminator])``; ``gan_disc_fn`` is the ``disc_fn`` of ``common.train.gan``.
+
+Padding. Batches are left-padded with a valid mask ``[B, N]``. ``Discriminator(wav,
+valid)`` zeroes the padded samples first, so what the padding held cannot reach any
+output, and ``Discriminator.masks(valid)`` gives a mask per logits array and per feature
+map (broadcastable to it): an output position is valid when every input sample of the
+hop it advances over is valid (``downsample_mask``, applied conv by conv with each
+conv's stride; an STFT frame when its centre sample is, as ``common.audio.stft``). The
+GAN losses average over the valid positions only, so the padding does not train the
+discriminators and no generator gradient comes from it.
 
 Layouts are channels last. Padding follows our ``Conv("same")`` (a frame's window never
 moves with the input length), which differs from the PyTorch originals' symmetric
@@ -20,6 +30,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from common.audio.stft import stft
@@ -27,10 +38,57 @@ from common.nn.conv import Conv
 from tokenizer.codec.configs import DiscriminatorConfig
 
 LEAKY_SLOPE = 0.1  # HiFi-GAN / DAC
+DAC_PEAK = 0.8  # DAC's preprocess: peak level after normalisation
 
 
 def _act(x: jax.Array) -> jax.Array:
     return jax.nn.leaky_relu(x, LEAKY_SLOPE)
+
+
+def downsample_mask(mask: jax.Array, stride: int, length: int) -> jax.Array:
+    """``mask [B, T, ...]`` (bool) at a ``stride`` times lower rate, ``[B, length, ...]``:
+    position ``t`` is valid when all of ``mask[:, t*stride : (t+1)*stride]`` (the hop a
+    ``Conv(padding="same")`` output advances over) is. Positions past ``T`` count as
+    valid (a conv's own end padding, present for an unpadded example too)."""
+    need = length * stride
+    t = mask.shape[1]
+    if t < need:
+        pad = [(0, 0), (0, need - t)] + [(0, 0)] * (mask.ndim - 2)
+        mask = jnp.pad(mask, pad, constant_values=True)
+    mask = mask[:, :need]
+    return jnp.all(mask.reshape(mask.shape[0], length, stride, *mask.shape[2:]), axis=2)
+
+
+def _conv_masks(convs, mask: jax.Array) -> list[jax.Array]:
+    """The masks of the outputs of a stack of time-strided convs, one per conv."""
+    out = []
+    for conv in convs:
+        s = conv.stride[0]
+        mask = downsample_mask(mask, s, -(-mask.shape[1] // s))
+        out.append(mask)
+    return out
+
+
+def zero_padding(wav: jax.Array, valid: jax.Array | None) -> jax.Array:
+    """``wav [B, N, 1]`` with the samples outside ``valid [B, N]`` set to 0."""
+    if valid is None:
+        return wav
+    return jnp.where(valid[..., None], wav, jnp.zeros((), wav.dtype))
+
+
+def dac_preprocess(wav: jax.Array, valid: jax.Array | None = None) -> jax.Array:
+    """DAC's ``Discriminator.preprocess``: remove each example's DC offset and normalise
+    its peak to 0.8 (``y = y - mean; y = 0.8 * y / (max|y| + 1e-9)``), so the
+    discriminators judge the waveform's shape, not its level. Mean and peak are over the
+    valid samples only and the padding stays 0. ``wav [B, N, 1]`` (float32 math)."""
+    x = wav.astype(jnp.float32)
+    m = jnp.ones(x.shape[:2], bool) if valid is None else valid
+    m = m[..., None]
+    n = jnp.maximum(jnp.sum(m, axis=1, keepdims=True), 1)
+    mean = jnp.sum(jnp.where(m, x, 0.0), axis=1, keepdims=True) / n
+    y = jnp.where(m, x - mean, 0.0)
+    peak = jnp.max(jnp.abs(y), axis=1, keepdims=True)
+    return (DAC_PEAK * y / (peak + 1e-9)).astype(wav.dtype)
 
 
 class PeriodDiscriminator(nnx.Module):
@@ -60,16 +118,35 @@ class PeriodDiscriminator(nnx.Module):
             feats.append(h)
         return self.post(h), feats
 
+    def masks(self, valid: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+        """``valid [B, N]`` -> masks of the logits and features, ``[B, rows', p, 1]``,
+        folded as the waveform is (the reflected end samples are valid where their
+        sources are)."""
+        b, n = valid.shape
+        pad = -n % self.period
+        if pad:
+            valid = jnp.pad(valid, ((0, 0), (0, pad)), mode="reflect")
+        m = valid.reshape(b, (n + pad) // self.period, self.period, 1)
+        feats = _conv_masks(self.convs, m)
+        return feats[-1], feats
 
-def _avg_pool(x: jax.Array) -> jax.Array:
-    """PyTorch ``AvgPool1d(4, 2, padding=2)`` (zeros counted): ``[B, N, C] -> [B, N/2+1, C]``."""
-    s = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 4, 1), (1, 2, 1),
-                              ((0, 0), (2, 2), (0, 0)))
-    return s / 4.0
+
+def _melgan_pool(x: jax.Array) -> jax.Array:
+    """MelGAN's ``AvgPool1d(4, stride=2, padding=1, count_include_pad=False)`` between
+    scales: ``[B, N, C] -> [B, N // 2, C]``, edge windows averaged over their in-range
+    samples only."""
+    window, strides, pad = (1, 4, 1), (1, 2, 1), ((0, 0), (1, 1), (0, 0))
+    # A Python init value: reduce_window is differentiable only with a constant one.
+    total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pad)
+    count = jax.lax.reduce_window(np.ones((1, x.shape[1], 1), np.float32), 0.0, jax.lax.add,
+                                  window, strides, pad)
+    return total / count.astype(x.dtype)
 
 
-class ScaleDiscriminator(nnx.Module):
-    """One MSD branch: 1-D convs over the waveform at one rate."""
+class MelGANScaleDiscriminator(nnx.Module):
+    """One scale of MelGAN's multi-scale discriminator (``NLayerDiscriminator``): a
+    kernel-15 conv, kernel-41 convs strided by 4 with groups of 4 input channels, a
+    kernel-5 conv and a kernel-3 conv to the logits, over the waveform at one rate."""
 
     def __init__(self, channels: tuple[int, ...], *, weight_norm: bool = True, dtype=None,
                  rngs: nnx.Rngs):
@@ -91,6 +168,12 @@ class ScaleDiscriminator(nnx.Module):
             h = _act(conv(h))
             feats.append(h)
         return self.post(h), feats
+
+    def masks(self, valid: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+        """``valid [B, N]`` at this scale's rate -> masks ``[B, T', 1]`` of the logits and
+        of every feature map."""
+        feats = _conv_masks(self.convs, valid[..., None])
+        return feats[-1], feats
 
 
 class STFTDiscriminator(nnx.Module):
@@ -121,6 +204,15 @@ class STFTDiscriminator(nnx.Module):
         self.band_convs = nnx.List([stack() for _ in self.bands])
         self.post = Conv(channels, 1, (3, 3), **kw)
 
+    def masks(self, valid: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+        """``valid [B, N]`` -> masks ``[B, frames, 1, 1]``: a frame is valid when its centre
+        sample is (convs here stride along frequency only, so every map shares it)."""
+        n = valid.shape[1]
+        centres = np.arange(1 + n // (self.n_fft // 4)) * (self.n_fft // 4)
+        m = valid[:, np.minimum(centres, n - 1)] & jnp.asarray(centres < n)
+        m = m[:, :, None, None]
+        return m, [m] * sum(len(convs) for convs in self.band_convs)
+
     def __call__(self, wav: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
         spec = stft(wav[..., 0].astype(jnp.float32), self.n_fft, self.n_fft // 4)
         spec = jnp.stack([spec.real, spec.imag], axis=-1)  # [B, frames, bins, 2]
@@ -135,15 +227,20 @@ class STFTDiscriminator(nnx.Module):
 
 
 class Discriminator(nnx.Module):
-    """All sub-discriminators: ``wav [B, N, 1] -> ([logits], [[features]])`` ordered MPD
-    periods, MSD scales, STFT resolutions."""
+    """All sub-discriminators: ``wav [B, N, 1]`` (or ``[B, N]``), optional ``valid [B, N]``
+    -> ``([logits], [[features]])`` ordered MPD periods, MSD scales, STFT resolutions.
+
+    With ``valid`` the padded samples are zeroed first; ``cfg.preprocess == "dac"``
+    then applies DAC's DC removal and peak normalisation (``dac_preprocess``). Compute
+    runs in ``cfg.dtype`` (e.g. bfloat16; the STFT and the preprocessing stay float32).
+    """
 
     def __init__(self, cfg: DiscriminatorConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         kw = dict(weight_norm=cfg.weight_norm, dtype=cfg.dtype, rngs=rngs)
         self.mpd = nnx.List([PeriodDiscriminator(p, cfg.mpd_channels, **kw)
                              for p in cfg.periods])
-        self.msd = nnx.List([ScaleDiscriminator(cfg.msd_channels, **kw)
+        self.msd = nnx.List([MelGANScaleDiscriminator(cfg.msd_channels, **kw)
                              for _ in range(cfg.msd_scales if cfg.msd_channels else 0)])
         self.mrd = nnx.List([STFTDiscriminator(f, cfg.stft_channels, cfg.stft_bands, **kw)
                              for f in cfg.stft_ffts])
@@ -156,9 +253,13 @@ class Discriminator(nnx.Module):
                 + [f"msd{i}" for i in range(len(self.msd))]
                 + [f"stft{f}" for f in self.cfg.stft_ffts])
 
-    def __call__(self, wav: jax.Array) -> tuple[list[jax.Array], list[list[jax.Array]]]:
+    def __call__(self, wav: jax.Array, valid: jax.Array | None = None
+                 ) -> tuple[list[jax.Array], list[list[jax.Array]]]:
         if wav.ndim == 2:
             wav = wav[..., None]
+        wav = zero_padding(wav, valid)
+        if self.cfg.preprocess == "dac":
+            wav = dac_preprocess(wav, valid)
         logits, feats = [], []
         for d in self.mpd:
             out, f = d(wav)
@@ -167,7 +268,7 @@ class Discriminator(nnx.Module):
         x = wav
         for i, d in enumerate(self.msd):
             if i:
-                x = _avg_pool(x)
+                x = _melgan_pool(x)
             out, f = d(x)
             logits.append(out)
             feats.append(f)
@@ -176,3 +277,23 @@ class Discriminator(nnx.Module):
             logits.append(out)
             feats.append(f)
         return logits, feats
+
+    def masks(self, valid: jax.Array) -> tuple[list[jax.Array], list[list[jax.Array]]]:
+        """``valid [B, N]`` (bool) -> ``([logit masks], [[feature masks]])`` in output
+        order, each broadcastable to its array (see the module docstring)."""
+        valid = jnp.asarray(valid, bool)
+        outs = [d.masks(valid) for d in self.mpd]
+        v = valid
+        for i, d in enumerate(self.msd):
+            if i:  # MelGAN's pool: N -> N // 2, pooled sample i advances over 2i, 2i + 1
+                v = downsample_mask(v, 2, v.shape[1] // 2)
+            outs.append(d.masks(v))
+        outs += [d.masks(valid) for d in self.mrd]
+        return [o[0] for o in outs], [o[1] for o in outs]
+
+
+def gan_disc_fn(disc: Discriminator, wav: jax.Array, valid: jax.Array | None):
+    """``disc_fn`` for ``common.train.gan``: ``(logits, features, masks)``, masks
+    ``(logit masks, feature masks)`` from ``valid`` (None without one)."""
+    logits, feats = disc(wav, valid)
+    return logits, feats, (None if valid is None else disc.masks(valid))

@@ -82,14 +82,19 @@ class CodecTokenizer(abc.ABC, Generic[TF]):
         constructor."""
         run_dir = pick_run(run_dir, cls.run_kind, command or f"{cls.__name__}.from_run",
                            runs_root)
-        step = Checkpointer(run_dir, read_only=True).resolve_step(step)
+        ckpt = Checkpointer(run_dir, read_only=True)
+        step = ckpt.resolve_step(step)
+        # A GAN run with gan.ema_decay saved EMA weights beside the trained ones: those
+        # are the ones to use (they are what its evaluation measured).
+        item = "ema" if ckpt.has_item("ema", step) else "model"
+        ckpt.manager.close()
         codec, d = load_model(
             run_dir, lambda d: cls.build_model(config_from_dict(cls.config_type, d)),
-            step=step)
+            step=step, item=item)
         cfg = config_from_dict(cls.config_type, d)
         kwargs.setdefault("loudness_dbfs", cfg.data.loudness_dbfs)
-        log.info("%s from %s step %d (config %s)", cls.codec_name, run_dir, step,
-                 cls.model_hash(cfg))
+        log.info("%s from %s step %d%s (config %s)", cls.codec_name, run_dir, step,
+                 ", EMA weights" if item == "ema" else "", cls.model_hash(cfg))
         return cls(codec, cfg, step=step, run_dir=run_dir, **kwargs)
 
     # ------------------------------------------------------------------ codec hooks

@@ -26,7 +26,7 @@ from common.data.sources import open_source
 from common.losses.regression import l1_loss
 from common.losses.spectral import multi_resolution_stft_loss, multi_scale_mel_loss
 from common.train.checkpoint import load_model
-from common.train.gan import gan_program
+from common.train.gan import disc_optim, gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
 from common.train.program import Program, supervised_program
@@ -135,15 +135,16 @@ def build_program(cfg: SnacConfig, weights: nnx.State | None = None) -> Program:
 
         return supervised_program(build, loss_fn, make_optimizer(optim), seed=cfg.train.seed,
                                   grad_accum=cfg.train.grad_accum)
-    from tokenizer.codec.discriminators import Discriminator
+    from tokenizer.codec.discriminators import Discriminator, gan_disc_fn
 
     def gen_fn(codec, batch, key):
         recon, loss, metrics = codec_loss(codec, batch, key, cfg)
-        return recon, batch["audio"], loss, metrics
+        # The valid mask keeps the left padding out of the GAN losses.
+        return recon, batch["audio"], loss, metrics, batch.get("audio_valid")
 
     return gan_program(build, lambda rngs: Discriminator(cfg.disc, rngs=rngs), gen_fn,
-                       lambda disc, wav: disc(wav), make_optimizer(optim),
-                       make_optimizer(resolve_optim(cfg.train, cfg.disc_optim)), cfg.gan,
+                       gan_disc_fn, make_optimizer(optim),
+                       make_optimizer(disc_optim(cfg.train, cfg.disc_optim, cfg.gan)), cfg.gan,
                        seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
 
 

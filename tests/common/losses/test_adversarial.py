@@ -154,3 +154,36 @@ def test_feature_matching_gradients(rng):
     assert all(np.isfinite(g).all() for g in jax.tree_util.tree_leaves(g_equal))
     fb = jax.tree_util.tree_map(lambda x: x.astype(jnp.bfloat16), fake)
     assert feature_matching_loss(real, fb)[0].dtype == jnp.float32
+
+
+def test_feature_matching_masks_drop_padded_positions(rng):
+    real, fake = _feats(rng), _feats(rng)
+    # Left padding along axis 1; map masks broadcast over the channels (None: all valid).
+    starts = np.array([3, 0])
+
+    def mask(shape):
+        return (np.arange(shape[1])[None, :] >= (starts * shape[1] // 16)[:, None])[..., None]
+
+    masks = [[mask(f.shape) for f in fd] for fd in fake[:1]] + [[None, mask((2, 8)), None]]
+    loss, metrics = feature_matching_loss(real, fake, masks=masks)
+    per_d = [sum(_mean(np.abs(f - r), m) for r, f, m in zip(rd, fd, md, strict=True))
+             for rd, fd, md in zip(real, fake, masks, strict=True)]
+    assert_close(loss, sum(per_d))
+    assert_close(metrics["d1/feature_l1"], per_d[1])
+    # What the padded positions hold (even NaN) changes neither the loss nor the gradient.
+    junk = [[np.where(np.broadcast_to(m, f.shape) if m is not None else True, f, np.nan)
+             for f, m in zip(fd, md, strict=True)] for fd, md in zip(fake, masks, strict=True)]
+    f32 = lambda t: jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), t)
+    grad = jax.grad(lambda f: feature_matching_loss(f32(real), f, masks=masks)[0])
+    assert_close(feature_matching_loss(real, junk, masks=masks)[0], loss)
+    for g, gj, m in zip(jax.tree_util.tree_leaves(grad(f32(fake))),
+                        jax.tree_util.tree_leaves(grad(f32(junk))),
+                        [m for md in masks for m in md], strict=True):
+        assert np.isfinite(np.asarray(gj)).all()
+        assert_close(gj, g)
+        if m is not None:
+            assert not np.asarray(g)[~np.broadcast_to(m, g.shape)].any()
+    with pytest.raises(ValueError, match="masks"):
+        feature_matching_loss(real, fake, masks=masks[:1])
+    with pytest.raises(ValueError, match="masks"):
+        feature_matching_loss(real, fake, masks=[masks[0], masks[1][:2]])

@@ -49,7 +49,8 @@ def gen_fn(gen, batch, key):
     return fake, real, rec, {"l1": rec}
 
 
-def disc_fn(disc, x):
+def disc_fn(disc, x, valid):
+    del valid  # every sample is valid here (gen_fn returns no mask)
     return disc(x)
 
 
@@ -271,3 +272,212 @@ def test_gan_program_accumulates_in_the_loop(tmp_path):
                    config={"kind": "gan"})
     assert [h["step"] for h in result.history] == [1, 2]
     assert all(np.isfinite(v) for h in result.history for v in h.values())
+
+
+# -- padding: a left-padded batch with a valid mask ---------------------------------------
+
+
+class MaskedDisc(Disc):
+    """``Disc`` with the masks of its outputs: full rate, and 2x pooled (a pooled sample
+    is valid when both of its samples are)."""
+
+    @staticmethod
+    def masks(valid):
+        full = valid[..., None]
+        pooled = (valid[:, ::2] & valid[:, 1::2])[..., None]
+        return [full, pooled], [[full], [pooled]]
+
+
+def masked_gen_fn(gen, batch, key):
+    real, valid = batch["x"], batch["valid"]
+    # The generator sees no padding, but its output there is junk (a copy of the input's).
+    fake = jnp.where(valid[..., None], gen(jnp.where(valid[..., None], real, 0.0)), real)
+    rec = jnp.sum(jnp.abs(fake - real) * valid[..., None]) / jnp.sum(valid)
+    return fake, real, rec, {"l1": rec}, valid
+
+
+def masked_disc_fn(disc, x, valid):
+    logits, feats = disc(x)
+    return logits, feats, (None if valid is None else disc.masks(valid))
+
+
+def _padded_batch(seed, junk_seed=None, pads=(0, 5, 12, 20)):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((len(pads), 32, 1)).astype(np.float32)
+    valid = np.arange(32)[None, :] >= np.array(pads)[:, None]
+    if junk_seed is not None:
+        junk = 100.0 * np.random.default_rng(junk_seed).standard_normal(x.shape)
+        x = np.where(valid[..., None], x, junk).astype(np.float32)
+    return {"x": x, "valid": valid}
+
+
+def _masked_setup(cfg, tx_fn=optax.adam, grad_accum=1):
+    gtx, dtx = tx_fn(1e-2), tx_fn(1e-2)
+    ggd, gs = TrainState.create(Gen(nnx.Rngs(0)), gtx, jax.random.key(0))
+    dgd, ds = TrainState.create(MaskedDisc(nnx.Rngs(1)), dtx, jax.random.key(1))
+    state = GANState(gen=gs, disc=ds, started=jnp.array(False))
+    step = make_gan_step(ggd, dgd, masked_gen_fn, masked_disc_fn, gtx, dtx, cfg,
+                         grad_accum=grad_accum)
+    return state, jax.jit(step), (ggd, dgd)
+
+
+@pytest.mark.parametrize("cfg,grad_accum", [
+    (GANConfig(r1_weight=1.0, instance_noise=0.1), 1),
+    pytest.param(GANConfig(adaptive_weight=True, feature_weight=2.0), 2,
+                 marks=pytest.mark.slow),
+], ids=["r1_noise", "adaptive_accum"])
+def test_padding_content_changes_neither_model(cfg, grad_accum):
+    """Two batches that differ only in what their padding holds give the same losses and
+    the same updates of both models (so the same gradients)."""
+    state, step, _ = _masked_setup(cfg, optax.sgd, grad_accum)
+    new_a, m_a = step(state, _padded_batch(0, junk_seed=1))  # not donated: state reused
+    new_b, m_b = step(state, _padded_batch(0, junk_seed=2))
+    assert set(m_a) == set(m_b)
+    for k in m_a:
+        np.testing.assert_array_equal(m_a[k], m_b[k], err_msg=k)
+    for model in ("gen", "disc"):
+        for a, b in zip(jax.tree.leaves(getattr(new_a, model).params),
+                        jax.tree.leaves(getattr(new_b, model).params), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert float(m_a["disc/started"]) == 1.0 and float(m_a["disc/loss"]) > 0
+
+
+def test_gan_losses_average_over_the_valid_positions():
+    cfg = GANConfig(feature_weight=2.0)
+    state, step, (_, dgd) = _masked_setup(cfg)
+    batch = _padded_batch(3, junk_seed=4)
+    _, m = step(state, batch)
+    # Reference: the discriminator on zero-padded inputs, losses masked by hand.
+    disc = nnx.merge(dgd, state.disc.params, state.disc.rest)
+    gen = nnx.merge(_masked_setup(cfg)[2][0], state.gen.params, state.gen.rest)
+    fake, real, _, _, valid = masked_gen_fn(gen, batch, None)
+    zero = lambda x: np.where(valid[..., None], np.asarray(x), 0.0)
+    (lf, ff), (lr, fr) = disc(zero(fake)), disc(zero(real))
+    lmasks, fmasks = MaskedDisc.masks(jnp.asarray(valid))
+    mean = lambda x, mk: float(np.sum(np.where(mk, x, 0)) / np.sum(np.broadcast_to(mk, x.shape)))
+    adv = sum(mean((1 - np.asarray(x)) ** 2, mk) for x, mk in zip(lf, lmasks, strict=True))
+    fm = sum(mean(np.abs(np.asarray(f[0]) - np.asarray(r[0])), mk[0])
+             for f, r, mk in zip(ff, fr, fmasks, strict=True))
+    d_loss = sum(mean((1 - np.asarray(r)) ** 2, mk) + mean(np.asarray(f) ** 2, mk)
+                 for r, f, mk in zip(lr, lf, lmasks, strict=True))
+    np.testing.assert_allclose(float(m["gen/adv_loss"]), adv, rtol=1e-5)
+    np.testing.assert_allclose(float(m["gen/feature_loss"]), fm, rtol=1e-5)
+    np.testing.assert_allclose(float(m["disc/loss"]), d_loss, rtol=1e-5)
+
+
+# -- EMA weights and the discriminator's schedule ---------------------------------------
+
+
+def test_ema_tracks_the_generator():
+    cfg = GANConfig(ema_decay=0.75)
+    state, step, _ = _masked_setup(cfg, optax.sgd)
+    state = dataclasses.replace(state, ema=jax.tree.map(jnp.copy, state.gen.params))
+    expected = jax.device_get(state.ema)
+    for i in range(3):
+        state, _ = step(state, _padded_batch(i))
+        params = jax.device_get(state.gen.params)
+        expected = jax.tree.map(lambda e, p: 0.75 * e + 0.25 * p, expected, params)
+        for a, b in zip(jax.tree.leaves(state.ema), jax.tree.leaves(expected), strict=True):
+            assert_close(a, b, 1e-6)
+    # It lags the parameters (they moved, so it differs from them).
+    assert any(not np.allclose(a, b) for a, b in zip(
+        jax.tree.leaves(state.ema), jax.tree.leaves(state.gen.params), strict=True))
+    with pytest.raises(ValueError, match=r"gan\.ema_decay"):
+        GANConfig(ema_decay=1.0)
+
+
+def _opt_counts(opt_state):
+    return {int(x) for path, x in jax.tree_util.tree_flatten_with_path(opt_state)[0]
+            if "count" in jax.tree_util.keystr(path)}
+
+
+def test_disc_schedule_counts_from_its_start():
+    from common.train.configs import OptimizerConfig, TrainConfig
+    from common.train.gan import disc_optim
+
+    state, step, _ = _masked_setup(GANConfig(disc_start_step=3))
+    for i in range(5):
+        state, _ = step(state, _padded_batch(i))
+    # Five steps, the last two with the discriminator on: its optimizer counted two
+    # updates (its schedule is at step 2), the generator's five.
+    assert _opt_counts(state.disc.opt_state) == {2}
+    assert _opt_counts(state.gen.opt_state) == {5}
+    # A decaying schedule ends with the run: the steps left after the start.
+    optim = OptimizerConfig(schedule="cosine", warmup_steps=10)
+    resolved = disc_optim(TrainConfig(steps=1000), optim, GANConfig(disc_start_step=300))
+    assert resolved.total_steps == 700
+    fixed = dataclasses.replace(optim, total_steps=50)
+    assert disc_optim(TrainConfig(steps=1000), fixed, GANConfig(disc_start_step=300)) == fixed
+
+
+@pytest.mark.slow  # a few steps of the loop, twice
+def test_gan_program_keeps_checkpoints_and_evaluates_ema_weights(tmp_path):
+    from common.train.checkpoint import CheckpointConfig, Checkpointer, load_model
+    from common.train.gan import gan_program
+    from common.train.logging import LoggingConfig
+    from common.train.loop import TrainConfig, train
+    from common.train.mesh import MeshConfig
+
+    def run(steps, resume, name="ema"):
+        cfg = TrainConfig(steps=steps, run_dir=str(tmp_path), run_name=name, resume=resume,
+                          mesh=MeshConfig(2, 2, 2), eval_every=2, eval_batches=1,
+                          checkpoint=CheckpointConfig(every=2),
+                          logging=LoggingConfig(wandb_mode="disabled", progress=False,
+                                                log_every=1))
+        program = gan_program(Gen, Disc, gen_fn, disc_fn, optax.adam(1e-2), optax.adam(1e-2),
+                              GANConfig(ema_decay=0.5))
+        return program, train(cfg, kind="tests.gan", program=program,
+                              train_data=WaveIterator(), eval_data=WaveIterator,
+                              config={"kind": "gan"})
+
+    program, full = run(4, False)
+    ema, params = full.state.ema, full.state.gen.params
+    assert any(not np.allclose(a, b) for a, b in zip(
+        jax.tree.leaves(ema), jax.tree.leaves(params), strict=True))
+    # Evaluation, the logging hooks' model and load_model(("ema", "model")) use the EMA.
+    batch = next(WaveIterator())
+    gen = nnx.merge(nnx.graphdef(program.model(full.state)), ema, full.state.gen.rest)
+    gen.eval()
+    expected = gen_fn(gen, batch, None)[2]
+    got = program.evaluate(full.state, batch, jax.random.key(0))["loss"]
+    assert_close(got, expected, 1e-6)
+    for a, b in zip(jax.tree.leaves(nnx.state(program.model(full.state), nnx.Param)),
+                    jax.tree.leaves(ema), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert Checkpointer(tmp_path / "ema", read_only=True).has_item("ema", 4)
+    loaded, _ = load_model(tmp_path / "ema", lambda c: Gen(nnx.Rngs(9)), item=("ema", "model"))
+    trained, _ = load_model(tmp_path / "ema", lambda c: Gen(nnx.Rngs(9)))
+    for a, b, c, d in zip(jax.tree.leaves(nnx.state(loaded, nnx.Param)), jax.tree.leaves(ema),
+                          jax.tree.leaves(nnx.state(trained, nnx.Param)),
+                          jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(c, d)
+    # A resumed run restores the EMA too and continues exactly.
+    run(2, False, "ema2")
+    _, resumed = run(4, True, "ema2")
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history[2:]]
+    for a, b in zip(jax.tree.leaves(resumed.state.ema), jax.tree.leaves(ema), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_warmup_step_is_the_full_step_before_the_disc_starts():
+    # The generator-only step that gan_program runs before disc_start_step gives the
+    # full step's update (adversarial weight 0, discriminator untouched), so a run can
+    # skip the discriminator until it starts without changing what it learns.
+    from common.train.gan import make_gan_warmup_step
+
+    cfg = GANConfig(disc_start_step=5)
+    state, step, (ggd, _) = _setup(cfg)
+    warm = jax.jit(make_gan_warmup_step(ggd, gen_fn, optax.adam(1e-2), cfg))
+    full = jax.jit(step)
+    a = b = state
+    for i in range(2):
+        a, ma = full(a, _batch(i))
+        b, mb = warm(b, _batch(i))
+        assert_close(mb["gen/rec_loss"], ma["gen/rec_loss"], 1e-6)
+        assert_close(mb["loss"], ma["loss"], 1e-6)
+    def arrays(s):  # every leaf but the PRNG keys
+        return [x for x in jax.tree.leaves(s) if not jnp.issubdtype(x.dtype, jax.dtypes.prng_key)]
+
+    for x, y in zip(arrays(a), arrays(b), strict=True):
+        assert_close(y, x, 1e-6)

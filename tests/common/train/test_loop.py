@@ -220,3 +220,25 @@ def test_grad_accum_the_program_was_not_built_for_fails(tmp_path):
         train(_cfg(tmp_path, grad_accum=2), kind="tests.toy", program=program,
               train_data=ToyIterator(seed=1, batch=8))
     assert not (tmp_path / "run").exists()  # a refused start leaves no run behind
+
+
+@pytest.mark.slow
+def test_resume_with_more_steps_warns_that_the_schedule_changes(tmp_path, caplog):
+    from common.config import config_to_dict
+
+    def run(steps, resume):
+        # total_steps unset: the cosine schedule follows train.steps
+        cfg = _cfg(tmp_path, steps=steps, resume=resume, checkpoint=CheckpointConfig(every=2),
+                   optim=OptimizerConfig(name="adamw", lr=3e-3, schedule="cosine"))
+        program = supervised_program(lambda rngs: Toy(TOY, rngs=rngs), toy_loss,
+                                     make_optimizer(resolve_optim(cfg)), seed=cfg.seed)
+        return train(cfg, kind="tests.toy", program=program,
+                     train_data=ToyIterator(seed=1, batch=8),
+                     config={"train": config_to_dict(cfg)})
+
+    run(2, False)
+    with caplog.at_level(logging.WARNING, logger="common.train.loop"):
+        run(3, True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("train.optim: total_steps 2 -> 3 (unset: follows train.steps)" in w
+               for w in warnings), warnings

@@ -45,6 +45,8 @@ from tests.helpers import assert_close
         (dict(min_lr_ratio=1.5), "min_lr_ratio"),
         (dict(b2=1.0), "b2"),
         (dict(clip_norm=0.0), "clip_norm"),
+        (dict(clip_norm="always"), "clip_norm"),
+        (dict(name="scaled_adam", clip_norm=1.0), "clip_norm"),
         (dict(freeze=("enc/[",)), "freeze"),
         (dict(name="adam", weight_decay=0.1), "weight_decay"),
         (dict(name="scaled_adam", weight_decay=0.1), "weight_decay"),
@@ -206,6 +208,47 @@ def test_global_norm_clipping(rng):
     u, _ = tx.update(small, tx.init(params), params)
     for k in params:
         assert_close(u[k], -np.asarray(small[k], np.float64))
+
+
+def test_clip_defaults_make_sense_together():
+    """"auto": a global clip of 1.0 for adamw/adam/sgd, none in front of ScaledAdam's own
+    clipping (but 1.0 again when that is off); explicit values are kept."""
+    assert OptimizerConfig().clip_norm == "auto"
+    for name in ("adamw", "adam", "sgd"):
+        assert OptimizerConfig(name=name).global_clip_norm == 1.0
+    assert OptimizerConfig(name="scaled_adam").global_clip_norm is None
+    assert OptimizerConfig(name="scaled_adam", clipping_scale=None).global_clip_norm == 1.0
+    assert OptimizerConfig(name="scaled_adam", clipping_scale=None,
+                           clip_norm=5.0).global_clip_norm == 5.0
+    assert OptimizerConfig(clip_norm=None).global_clip_norm is None
+    assert OptimizerConfig(clip_norm=3.0).global_clip_norm == 3.0
+    with pytest.raises(ValueError, match="ScaledAdam clips itself"):
+        OptimizerConfig(name="scaled_adam", clip_norm=1.0)
+    # "auto" on sgd is the clip to 1.0
+    params = {"w": jnp.ones((2, 2))}
+    tx = make_optimizer(OptimizerConfig(name="sgd", lr=1.0, schedule="constant"))
+    u, _ = tx.update({"w": jnp.full((2, 2), 10.0)}, tx.init(params), params)
+    assert_close(optax.tree.norm(u), 1.0)
+
+
+def test_scaled_adam_gets_no_global_clip(monkeypatch):
+    import common.train.optim as optim_module
+
+    clips = []
+    real = optax.clip_by_global_norm
+    monkeypatch.setattr(optim_module.optax, "clip_by_global_norm",
+                        lambda n: clips.append(n) or real(n))
+    make_optimizer(OptimizerConfig(name="scaled_adam", schedule="constant"))
+    assert clips == []
+    make_optimizer(OptimizerConfig(name="adamw", schedule="constant"))
+    assert clips == [1.0]
+    # a config read back from a file keeps "auto"; numbers and None parse as before
+    from common.config import config_from_dict, config_to_dict
+
+    cfg = OptimizerConfig(name="scaled_adam")
+    assert config_from_dict(OptimizerConfig, config_to_dict(cfg)) == cfg
+    assert config_from_dict(OptimizerConfig, {"clip_norm": 0.5}).clip_norm == 0.5
+    assert config_from_dict(OptimizerConfig, {"clip_norm": None}).clip_norm is None
 
 
 def test_grokfast_in_chain(rng):

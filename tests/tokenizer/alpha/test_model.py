@@ -141,3 +141,57 @@ def test_adversarial_losses_against_formulas():
     assert_close(g, lsgan_g_loss(fake)[0] + 4.0, 1e-6)
     with pytest.raises(ValueError, match="kind"):
         discriminator_loss(real, fake, kind="wgan")
+
+
+@pytest.mark.slow  # compiles the codec's whole GAN step: CI runs it
+def test_gan_program_trains_nothing_on_the_padding():
+    """The alpha program hands the batch's valid mask to the GAN: what the left padding
+    holds changes no loss and neither model's update (the codec zeroes its padded
+    input, the GAN its discriminators')."""
+    import jax
+
+    from tokenizer.alpha.training import build_program
+
+    cfg = dataclasses.replace(micro(), gan=dataclasses.replace(micro().gan, r1_weight=1.0))
+    program = build_program(cfg)
+    state = jax.jit(program.init)()
+    step = jax.jit(program.step)
+    batch = _batch()
+    outs = []
+    for junk in (0.0, 0.7):
+        b = dict(batch, audio=np.where(batch["audio_valid"][..., None], batch["audio"],
+                                       junk).astype(np.float32))
+        outs.append(step(state, b))
+    (a, m_a), (b, m_b) = outs
+    assert float(m_a["disc/started"]) == 1.0
+    for k in m_a:
+        assert_close(m_b[k], m_a[k], 1e-6)
+    for x, y in zip(jax.tree.leaves((a.gen.params, a.disc.params)),
+                    jax.tree.leaves((b.gen.params, b.disc.params)), strict=True):
+        assert_close(y, x, 1e-6)
+
+
+def test_hq48k_preset_is_48khz_at_50hz():
+    from common.config import parse_config
+
+    cfg = PRESETS["hq48k"]
+    assert (cfg.sample_rate, cfg.codec.hop, cfg.frame_rate) == (48000, 960, 50.0)
+    assert cfg.codec.strides == (2, 6, 8, 10)
+    # the codes are small's: same rate and bitrate, twice the audio bandwidth
+    q = dataclasses.replace(cfg.quantizer, phoneme_vocab=64)
+    small = dataclasses.replace(PRESETS["small"], quantizer=q)
+    assert bitrate(dataclasses.replace(cfg, quantizer=q)) == bitrate(small)
+    assert parse_config(AlphaConfig, PRESETS, ["--preset", "hq48k"]) == cfg
+
+
+def test_hq48k_codec_frames():  # shapes only (eval_shape): no weights, no compile
+    import jax
+
+    cfg = dataclasses.replace(PRESETS["hq48k"], quantizer=dataclasses.replace(
+        PRESETS["hq48k"].quantizer, phoneme_vocab=64))
+    codec = nnx.eval_shape(lambda: AlphaCodec(cfg, rngs=nnx.Rngs(0)))
+    n = 48000 // 5  # 0.2 s: 10 frames
+    wav = jax.ShapeDtypeStruct((1, n, 1), jnp.float32)
+    valid = jax.ShapeDtypeStruct((1, n), jnp.bool_)
+    out = nnx.eval_shape(lambda c, w, v: c(w, v), codec, wav, valid)
+    assert out.recon.shape == (1, n, 1) and out.frame_valid.shape == (1, 10)

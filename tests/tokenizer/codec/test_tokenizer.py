@@ -171,3 +171,43 @@ def test_bad_arguments():
         _tok(batch_size=0)
     with pytest.raises(ValueError, match="non-empty mono"):
         _tok().encode([np.zeros((3, 2), np.float32)])
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyData:
+    loudness_dbfs: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyRunConfig(ToyConfig):
+    data: ToyData = dataclasses.field(default_factory=ToyData)
+
+
+class ToyRunTokenizer(ToyTokenizer):
+    run_kind = "tests.toy"
+    config_type = ToyRunConfig
+
+
+@pytest.mark.parametrize("with_ema", [False, True])
+def test_from_run_prefers_the_ema_weights(tmp_path, with_ema):
+    """A GAN run that kept EMA weights (item "ema", ``gan.ema_decay``) is loaded with
+    them; a run without them with its trained weights (item "model")."""
+    from common.config import config_to_dict
+    from common.train.checkpoint import Checkpointer
+    from common.train.runs import start_run
+
+    cfg = ToyRunConfig()
+    start_run(tmp_path, "tests.toy", config=cfg)
+
+    def state(scale):
+        codec = ToyCodec(cfg)
+        codec.scale[...] = jnp.float32(scale)
+        return nnx.state(codec)
+
+    items = {"model": state(1.0), **({"ema": state(0.5)} if with_ema else {})}
+    ckpt = Checkpointer(tmp_path)
+    ckpt.save(3, items, config=config_to_dict(cfg))
+    ckpt.close()
+    tok = ToyRunTokenizer.from_run(tmp_path)
+    assert tok.step == 3
+    assert float(tok.codec.scale[...]) == (0.5 if with_ema else 1.0)

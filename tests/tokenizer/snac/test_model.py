@@ -73,3 +73,28 @@ def test_config_errors_name_the_field():
         SnacModelConfig.from_published({"sampling_rate": 24000, "bogus": 1})
     assert SnacModelConfig.from_published(MODEL_PRESETS["32khz"].published()) \
         == MODEL_PRESETS["32khz"]
+
+
+@pytest.mark.slow  # compiles SNAC's whole GAN step: CI runs it
+def test_adversarial_program_steps_with_the_valid_mask():
+    """``--adversarial`` trains through ``common.train.gan`` with the shared
+    discriminators and hands them the batch's valid mask (SNAC left-pads too)."""
+    import dataclasses
+
+    from tokenizer.snac.train_config import tiny
+    from tokenizer.snac.training import build_program
+
+    cfg = tiny()
+    model = dataclasses.replace(cfg.model, encoder_rates=(8, 8), decoder_rates=(8, 8))
+    cfg = dataclasses.replace(cfg, model=model, adversarial=True,
+                              gan=dataclasses.replace(cfg.gan, disc_start_step=0))
+    program = build_program(cfg)
+    state = jax.jit(program.init)()
+    n = 2 * model.pad_multiple
+    valid = np.arange(n)[None, :] >= np.array([0, n // 3])[:, None]
+    wav = np.where(valid, np.random.default_rng(0).normal(0, 0.1, (2, n)), 0.0)
+    batch = {"audio": wav[..., None].astype(np.float32), "audio_valid": valid}
+    state, m = jax.jit(program.step)(state, batch)
+    assert float(m["disc/started"]) == 1.0
+    assert all(np.isfinite(float(v)) for v in m.values())
+    assert float(m["gen/adv_loss"]) > 0 and float(m["disc/loss"]) > 0

@@ -105,12 +105,15 @@ def generator_loss(recon: jax.Array, target: jax.Array, lengths: jax.Array,
 
 def generator_adversarial_loss(fake_logits: list[jax.Array], real_feats: list[list[jax.Array]],
                                fake_feats: list[list[jax.Array]], *, kind: str = "lsgan",
-                               feature_weight: float = 2.0) -> tuple[jax.Array, dict]:
+                               feature_weight: float = 2.0, logit_masks=None,
+                               feature_masks=None) -> tuple[jax.Array, dict]:
     """``adv + feature_weight * fm`` over all sub-discriminators (sums, as HiFi-GAN and
     DAC): LSGAN ``mean (1 - D(fake))^2`` or hinge ``-mean D(fake)``, and the L1 between
-    real and fake feature maps. The GAN step computes exactly this (``GANConfig.loss``,
-    ``feature_weight``); here for evaluation and tests."""
+    real and fake feature maps, each a mean over the valid positions of
+    ``logit_masks`` / ``feature_masks`` (``Discriminator.masks``; None: all). The GAN
+    step computes exactly this (``GANConfig.loss``, ``feature_weight``); here for
+    evaluation and tests."""
     g_loss = {"lsgan": lsgan_g_loss, "hinge": hinge_g_loss}[kind]
-    adv, _ = g_loss(fake_logits)
-    fm, _ = feature_matching_loss(real_feats, fake_feats)
+    adv, _ = g_loss(fake_logits, masks=logit_masks)
+    fm, _ = feature_matching_loss(real_feats, fake_feats, masks=feature_masks)
     return adv + feature_weight * fm, {"adv": adv, "feature": fm}

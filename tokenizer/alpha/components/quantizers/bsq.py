@@ -5,13 +5,22 @@ sphere; each coordinate is quantised to its sign scaled by ``1/sqrt(L)``, so the
 ``q = sign(u) / sqrt(L)`` is also a unit vector and ``|u - q|`` is bounded. The implicit
 codebook has ``2^L`` entries and needs no lookup; the gradient passes straight through.
 
-Codebook use is encouraged by the entropy penalty ``E[H(p(c|u))] - gamma * H(E[p(c|u)])``
-on the soft assignment ``p(c|u) ∝ exp(tau * sqrt(L) * c·u * sqrt(L))`` (per coordinate,
-``p(+|u_d) = sigmoid(2 tau sqrt(L) u_d)``; this is the paper's softmax with inverse
-temperature ``tau * L``, written so ``tau = 1`` is a sensible scale whatever ``L``). The
-per-sample term factorises over coordinates exactly. The codebook term does not; as in
-the paper it is computed over ``L / group_size`` independent groups of coordinates, each
-with its own ``2^group_size`` codes, and summed.
+Codebook use is encouraged by the entropy penalty
+``(E[H(p(c|u))] - gamma * H(E[p(c|u)])) / tau`` on the soft assignment
+``p(c|u) = softmax_c(-tau * ||u - c||^2) = softmax_c(2 tau c·u)`` over the codes
+``c in {-1/sqrt(L), +1/sqrt(L)}^L``. This is the BSQ-ViT reference code's
+(``transcoder/models/quantizer/bsq.py``, ``l2_norm``/``post_q_l2_norm`` on: logits
+``-distance * inv_temperature`` with ``distance = -2 z·c``, and the penalty divided by
+``inv_temperature``), so ``tau`` here is its ``inv_temperature`` (default 1, as there)
+and ``gamma`` its ``gamma`` (with ``gamma0 = 1``; the loss weight ``LossConfig.entropy``
+is its ``zeta``). Per coordinate ``p(+|u_d) = sigmoid(4 tau u_d / sqrt(L))`` (the
+reference's "analytical" form): since ``|u_d|`` is about ``1 / sqrt(L)``, the
+assignment gets softer as ``L`` grows at a fixed ``tau``. (Before this matched the
+reference, ``tau`` scaled logits ``2 tau sqrt(L) u_d``, i.e. the reference's
+``inv_temperature = tau * L / 2``.) The per-sample term factorises over coordinates
+exactly (the reference's "group" and "analytical" per-sample entropies agree). The
+codebook term does not; as in the reference it is computed over ``L / group_size``
+independent groups of coordinates, each with its own ``2^group_size`` codes, and summed.
 
 Codes are the integers whose bits are the signs (most significant bit = first
 coordinate), so ``L <= 30`` fits int32.
@@ -59,11 +68,14 @@ def codes_to_bits(codes: jax.Array, num_bits: int) -> jax.Array:
 class BinarySphericalQuantizer(nnx.Module):
     """Shapes: ``z [B, T, D]``, valid ``[B, T]`` -> ``QuantizerOutput`` with codes
     ``[B, T, 1]`` in ``[0, 2^L)`` and losses ``commitment``, ``entropy`` (the penalty
-    above), metrics ``bsq_sample_entropy``, ``bsq_codebook_entropy`` (nats), and the
-    usage/perplexity of each group's codes averaged over groups."""
+    above, ``inv_temperature`` = the reference's), metrics ``bsq_sample_entropy``,
+    ``bsq_codebook_entropy`` (nats), and the usage/perplexity of each group's codes
+    averaged over groups."""
 
     def __init__(self, dim: int, num_bits: int = 16, *, group_size: int = 8,
                  gamma: float = 1.0, inv_temperature: float = 1.0, rngs: nnx.Rngs):
+        if inv_temperature <= 0:
+            raise ValueError(f"BSQ inv_temperature must be > 0, got {inv_temperature}")
         if not 1 <= num_bits <= 30:
             raise ValueError(f"BSQ num_bits must be in [1, 30] (int32 codes), got {num_bits}")
         if num_bits % group_size:
@@ -92,7 +104,8 @@ class BinarySphericalQuantizer(nnx.Module):
     def entropies(self, u: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(mean per-sample entropy, summed group codebook entropy), nats, over valid
         frames of unit ``u [B, T, L]``."""
-        logit = 2 * self.inv_temperature * math.sqrt(self.num_bits) * u
+        # log p(+) - log p(-) for one coordinate: 2 tau (c+ - c-) u_d, c± = ±1/sqrt(L).
+        logit = 4 * self.inv_temperature / math.sqrt(self.num_bits) * u
         log_p, log_q = jax.nn.log_sigmoid(logit), jax.nn.log_sigmoid(-logit)
         p = jnp.exp(log_p)
         per_dim = -(p * log_p + (1 - p) * log_q)  # binary entropy per coordinate
@@ -116,8 +129,9 @@ class BinarySphericalQuantizer(nnx.Module):
         q = self.quantize(u)
         bits = (u >= 0).astype(jnp.int32)
         sample_h, codebook_h = self.entropies(u, w)
+        # Divided by tau as the reference does: the entropies' gradients grow with tau.
         losses = {"commitment": masked_mse(u, jax.lax.stop_gradient(q), w),
-                  "entropy": sample_h - self.gamma * codebook_h}
+                  "entropy": (sample_h - self.gamma * codebook_h) / self.inv_temperature}
         groups = self.num_bits // self.group_size
         group_codes = bits_to_codes(bits.reshape(*bits.shape[:-1], groups, self.group_size))
         usage = [usage_metrics(code_histogram(group_codes[..., g], w, 2**self.group_size))

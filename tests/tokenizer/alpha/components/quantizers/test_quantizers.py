@@ -162,9 +162,9 @@ def test_bsq_codes_norms_and_entropies_against_enumeration():
     u /= np.linalg.norm(u, axis=-1, keepdims=True)
     signs = (u >= 0).astype(int)
     np.testing.assert_array_equal(out.codes[..., 0], signs @ (2 ** np.arange(bits)[::-1]))
-    # Soft assignment over all 2^L codes: softmax(tau * L * c.u).
+    # Soft assignment over all 2^L codes: softmax(2 tau c.u) (BSQ-ViT's logits).
     codes = np.array(list(itertools.product((-1, 1), repeat=bits))) / math.sqrt(bits)
-    logits = 0.8 * bits * u @ codes.T
+    logits = 2 * 0.8 * u @ codes.T
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     w = np.asarray(valid, np.float64)
@@ -176,7 +176,7 @@ def test_bsq_codes_norms_and_entropies_against_enumeration():
     codebook = sum(_entropy(g) for g in groups)
     assert_close(out.metrics["sample_entropy"], sample, 1e-5)
     assert_close(out.metrics["codebook_entropy"], codebook, 1e-5)
-    assert_close(out.losses["entropy"], sample - 0.7 * codebook, 1e-5)
+    assert_close(out.losses["entropy"], (sample - 0.7 * codebook) / 0.8, 1e-5)
     qv = (2 * signs - 1) / math.sqrt(bits)
     assert_close(np.linalg.norm(qv, axis=-1), np.ones(qv.shape[:2]), 1e-6)
     commit = np.sum(np.mean((u - qv) ** 2, -1) * w) / w.sum()
