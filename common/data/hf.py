@@ -31,7 +31,13 @@ from datasets.packaged_modules.folder_based_builder.folder_based_builder import 
 
 from common.data.bad_input import BadInputConfig, SkipStats
 from common.data.records import FIELDS, DataError, make_record
-from common.data.source_base import RecordSource, StreamingSource, check_rows, require_some
+from common.data.source_base import (
+    RecordSource,
+    StreamingSource,
+    check_rows,
+    reject,
+    require_some,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +221,28 @@ def _map_dataset(ds: Any, mapper: _RowMapper, name: str, *, bad: BadInputConfig,
     return RecordSource(records, name, load_stats=stats)
 
 
+def _dangling_links(root: str) -> list[tuple[str, str]]:
+    """``[(path, split)]`` of the dangling symbolic links with an audio suffix under
+    ``root``: ``datasets`` lists files without them and without a word, so the loader
+    reports them itself (as "missing", as everywhere else). The split is the one a
+    directory on the path names, as ``datasets`` reads directory names ("train")."""
+    from datasets.data_files import SPLIT_KEYWORDS
+    from datasets.packaged_modules.audiofolder.audiofolder import AudioFolder
+
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if (os.path.splitext(name)[1].lower() not in AudioFolder.EXTENSIONS
+                    or not os.path.islink(path) or os.path.exists(path)):
+                continue
+            parts = os.path.relpath(folder, root).lower().split(os.sep)
+            split = next((str(s) for s, words in SPLIT_KEYWORDS.items()
+                          if any(p in words for p in parts)), "train")
+            found.append((path, split))
+    return sorted(found)
+
+
 def audio_folder(root: str | os.PathLike, split: str | None = None, *,
                  bad: BadInputConfig = BadInputConfig(), probe_durations: bool = True,
                  stats: SkipStats | None = None, cache_dir: str | None = None) -> RecordSource:
@@ -224,8 +252,9 @@ def audio_folder(root: str | os.PathLike, split: str | None = None, *,
     ``train/`` and ``test/``; ``file_name`` column in the metadata). ``split=None``
     reads every split (each record gets a ``split`` field). Ids are ``<root name>/<id
     column>`` when the metadata has ``id``, else ``<root name>/<file path relative to
-    root, no extension>``. Rows pointing at missing files are bad input (see
-    ``common.data.source_base``). ``cache_dir`` is datasets' cache for the file index.
+    root, no extension>``. Rows pointing at missing files, and dangling links to audio
+    files, are bad input (see ``common.data.source_base``). ``cache_dir`` is datasets'
+    cache for the file index.
     """
     root = _folder(root)
     stats = stats if stats is not None else SkipStats()
@@ -233,6 +262,9 @@ def audio_folder(root: str | os.PathLike, split: str | None = None, *,
     splits = _splits(builder)
     if split is not None and split not in splits:
         raise DataError(f"{root}: audio folder has no split {split!r}; it has {splits}")
+    for path, part in _dangling_links(root):
+        if split is None or part == split:
+            reject(path, "missing", f"broken symbolic link to {os.readlink(path)}", bad, stats)
     try:
         builder.download_and_prepare()
         parts = {s: builder.as_dataset(split=s) for s in ([split] if split else splits)}

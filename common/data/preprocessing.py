@@ -10,7 +10,9 @@ a model), else 0 and 1. On one host with several accelerators, start one process
 device with its own ``--worker-id`` (and e.g. ``CUDA_VISIBLE_DEVICES``).
 
 Each record is decoded once at ``--sample-rate`` (``decode_record``: broken inputs are
-skipped and counted, or stop the run under ``--source.bad-input.mode strict``),
+skipped and counted, or stop the run under ``--source.bad-input.mode strict``; the
+index's ``skipped`` counts them by reason together with the files the source's loader
+dropped, ``skipped_at_load``, and the console line gives the same counts),
 resampled for extractors that want another rate, and stored as one example: ``id``,
 ``speaker``, ``language``, ``audio_path`` (str), ``duration`` (float, decoded seconds),
 ``num_samples``, ``sample_rate`` (int), and the extractors' features (``common.data.features``;
@@ -126,13 +128,29 @@ class RunResult:
     index: dict[str, Any] | None
 
     def summary(self) -> str:
-        skipped = sum(self.skipped.values())
+        """One line; its skip counts are the index's when this worker's run covers every
+        shard (one worker, nothing done before), and the index's totals follow when
+        they differ (other workers' shards, shards of an earlier run)."""
         rate = self.seconds / self.wall if self.wall > 0 else 0.0
-        where = "index.json written" if self.index else "index pending (other workers' shards)"
+        where = "index pending (other workers' shards)"
+        if self.index:
+            where = "index.json written"
+            mine = (self.records, dict(self.skipped))
+            if mine != (self.index["count"], self.index["skipped"]):
+                where += (f": {self.index['count']} records, "
+                          f"{_tally(self.index['skipped'])} in all")
         return (f"preprocess worker {self.worker_id}/{self.num_workers}: {self.records} records, "
-                f"{skipped} skipped, {self.seconds:.1f} s of audio in {self.wall:.1f} s wall "
-                f"({rate:.1f} audio-s/s); {len(self.shards_written)} shards written, "
+                f"{_tally(self.skipped)}, {self.seconds:.1f} s of audio in {self.wall:.1f} s "
+                f"wall ({rate:.1f} audio-s/s); {len(self.shards_written)} shards written, "
                 f"{len(self.shards_done_before)} already done; {where}")
+
+
+def _tally(skipped: Mapping[str, int]) -> str:
+    """The skip counts as a phrase, e.g. ``3 skipped (silent=1 unreadable=2)`` (the
+    reason names of ``common.data.bad_input``)."""
+    total = sum(skipped.values())
+    reasons = " ".join(f"{k}={v}" for k, v in sorted(skipped.items()) if v)
+    return f"{total} skipped" + (f" ({reasons})" if reasons else "")
 
 
 # ----------------------------------------------------------------------------- workers
@@ -190,7 +208,15 @@ def make_plan(source: Sequence[Mapping[str, Any]], setups: Sequence[ExtractorSet
             "num_records": n, "ids_sha256": ids_fingerprint(source),
             "sample_rate": sample_rate, "shard_size": shard_size,
             "num_shards": math.ceil(n / shard_size), "bad_input": dataclasses.asdict(bad_input),
+            "load_skipped": load_skipped(source),
             "extractors": [s.describe() for s in setups], "features": features}
+
+
+def load_skipped(source: Any) -> dict[str, int]:
+    """What the source's loader dropped before any shard saw it (files missing or with
+    unreadable headers; ``RecordSource.load_stats``), by reason."""
+    stats = getattr(source, "load_stats", None)
+    return dict(sorted(stats.skipped.items())) if isinstance(stats, SkipStats) else {}
 
 
 def ensure_plan(out: Path, plan: Mapping[str, Any]) -> None:
@@ -201,6 +227,8 @@ def ensure_plan(out: Path, plan: Mapping[str, Any]) -> None:
         return
     old = shards.read_json(path)
     new = json.loads(json.dumps(plan))  # tuples -> lists, as stored
+    # A policy field added since that run started (``truncated``) takes its default there.
+    old["bad_input"] = {**dataclasses.asdict(BadInputConfig()), **old.get("bad_input", {})}
     diff = [k for k in _PLAN_KEYS if old.get(k) != new.get(k)]
     if diff:
         raise shards.ShardError(
@@ -349,12 +377,17 @@ def finalize(out: str | Path, *, require: bool = False) -> dict[str, Any] | None
                         "skipped": sum(car["skipped"].values())})
     if dups:
         log.warning("%s: %d duplicate ids across shards (the source repeats ids)", out, dups)
-    index = {k: v for k, v in plan.items() if k != "ids_sha256"}
+    at_load = plan.get("load_skipped", {})  # plans written before it was recorded lack it
+    skipped.update(at_load)
+    index = {k: v for k, v in plan.items() if k not in ("ids_sha256", "load_skipped")}
     index.update({
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "count": sum(e["count"] for e in entries),
         "seconds": sum(e["seconds"] for e in entries),
+        # Every input the source listed and the shards lack, by reason: those its loader
+        # dropped (``skipped_at_load``) and those decoding skipped (the shards' sidecars).
         "skipped": dict(sorted(skipped.items())), "skipped_total": sum(skipped.values()),
+        "skipped_at_load": dict(at_load),
         "notes": dict(sorted(notes.items())), "duplicate_ids": dups, "shards": entries})
     shards.write_json(out / shards.INDEX_FILE, index)
     return index
@@ -396,5 +429,10 @@ def preprocess(source: Sequence[Mapping[str, Any]], out: str | Path,
             seconds += car["seconds"]
             written.append(s)
     index = finalize(out)
-    return RunResult(worker_id, num_workers, records, dict(stats.skipped), seconds,
+    # The loader's skips count once, with shard 0 (written once, by worker 0), so the
+    # workers' counts over all runs add up to the index's.
+    skipped = Counter(stats.skipped)
+    if 0 in todo:
+        skipped.update(plan["load_skipped"])
+    return RunResult(worker_id, num_workers, records, dict(sorted(skipped.items())), seconds,
                      time.perf_counter() - t0, tuple(written), done, index)

@@ -371,6 +371,10 @@ class TrainConfig:
       eval_at_start: also evaluate (and call ``on_log``, so media are logged) before the
         first step of a fresh run: the "before" point of the curve and of the samples.
       max_nonfinite: stop after this many consecutive skipped (NaN/Inf) updates.
+      stop_check_seconds: multi-process runs agree on stopping (SIGTERM/SIGINT on any
+        process) about this often, in wall-clock seconds, whatever the step time: well
+        inside a preemption notice (~30 s on TPU) with the checkpoint save after it.
+        One process checks its signal every step at no cost.
       run_dir: parent directory of runs.
       run_name: this run's subdirectory (default: a timestamp; with ``resume`` and no
         name, the newest run in run_dir).
@@ -384,6 +388,7 @@ class TrainConfig:
     eval_batches: int = 4
     eval_at_start: bool = False
     max_nonfinite: int = 20
+    stop_check_seconds: float = 5.0
     run_dir: str = "runs"
     run_name: str | None = None
     resume: bool = False
@@ -398,3 +403,6 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0:
             raise ValueError(f"train.eval_every must be >= 0, got {self.eval_every}")
+        if not self.stop_check_seconds > 0:
+            raise ValueError("train.stop_check_seconds must be > 0, got "
+                             f"{self.stop_check_seconds}")

@@ -14,7 +14,10 @@ The loop builds the mesh and the sharded train state (straight onto the devices,
 host copy), resumes the latest checkpoint when asked (model, optimizer, step, RNG and
 the data iterator, so the run continues exactly), runs the jitted step, logs on log
 steps only (metrics stay on device otherwise), evaluates every ``eval_every`` steps,
-checkpoints every ``checkpoint.every`` steps, and on SIGTERM/SIGINT saves and returns.
+checkpoints every ``checkpoint.every`` steps, and on SIGTERM/SIGINT saves and returns
+(processes agree on that every ``stop_check_seconds``; a streak of ``max_nonfinite``
+skipped updates stops the run with ``NonFiniteError``; neither check syncs the host
+every step: ``common.train.stopping``).
 ``kind`` is what the run directory says it holds (``run.json``, ``common.train.runs``):
 an argument of ``train`` rather than of the ``Program`` because one program serves
 several models (``gan_program`` trains alpha and SNAC) and the run directory is the
@@ -26,8 +29,6 @@ import dataclasses
 import datetime
 import logging
 import os
-import signal
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from common.train.program import Program
 from common.train.resume_check import schedule_changes
 from common.train.runs import UNKNOWN, read_run_info, start_run
 from common.train.step import jit_train_step
+from common.train.stopping import NonFiniteWatch, StopAgreement, StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -96,39 +98,6 @@ def resolve_run_dir(cfg: TrainConfig, kind: str | None = None) -> Path:
             raise FileNotFoundError(f"--resume: no {what} with checkpoints under {root}")
         return runs[-1]
     return root / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-class _StopFlag:
-    """Set by SIGTERM/SIGINT; the loop checks it between steps, saves and returns."""
-
-    def __init__(self):
-        self.set = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.set and signum == signal.SIGINT:  # a second Ctrl-C: stop right now
-            raise KeyboardInterrupt
-        log.warning("received %s: saving a checkpoint and stopping",
-                    signal.Signals(signum).name)
-        self.set = True
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _stop_everywhere(local: bool) -> bool:
-    """True on all processes if any process was signalled (pods stop together)."""
-    if jax.process_count() == 1:
-        return local
-    from jax.experimental import multihost_utils
-    return bool(np.any(multihost_utils.process_allgather(np.array(local))))
 
 
 def resolve_optim(cfg: TrainConfig, optim: OptimizerConfig | None = None) -> OptimizerConfig:
@@ -263,7 +232,11 @@ def train(
 
     stopped = False
     step = start
-    with _StopFlag() as stop, logger:
+    # Both checked after every step without a host sync on each (common.train.stopping):
+    # the non-finite streak one step late, the stop signal agreed every few seconds.
+    nonfinite = NonFiniteWatch(program.nonfinite_run, cfg.max_nonfinite)
+    agreement = StopAgreement(cfg.stop_check_seconds, start)
+    with StopFlag() as stop, logger:
         if cfg.eval_at_start and start == 0 and eval_fn is not None and eval_data is not None:
             before = evaluate(0)
             if on_log is not None:
@@ -284,21 +257,23 @@ def train(
                 logger.log_scalars(step, host)
                 if on_log is not None:
                     on_log(step, program.model(state), host, logger)
-                run = int(program.nonfinite_run(state))
-                if run >= cfg.max_nonfinite:
-                    save(step, force=True)
-                    ckpt.close()
-                    raise NonFiniteError(
-                        f"{run} consecutive steps with a non-finite loss or gradient (up to "
-                        f"step {step}); state before them saved in {ckpt.directory}")
+            streak = nonfinite.check(step, state, last=step == cfg.steps)
+            if streak is not None:
+                save(step, force=True)
+                ckpt.close()
+                raise NonFiniteError(
+                    f"{streak[0]} consecutive steps with a non-finite loss or gradient (up "
+                    f"to step {streak[1]}); their updates were skipped, the state saved at "
+                    f"step {step} in {ckpt.directory}")
             eval_metrics = None
-            if cfg.eval_every and eval_fn is not None and eval_data is not None \
-                    and step % cfg.eval_every == 0:
+            evaluated = bool(cfg.eval_every and eval_fn is not None and eval_data is not None
+                             and step % cfg.eval_every == 0)
+            if evaluated:
                 eval_metrics = evaluate(step)
             if cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
                 save(step, eval_metrics)
-            # Multi-process runs agree on stopping at log steps (an all-gather), not every step.
-            if (log_now or jax.process_count() == 1) and _stop_everywhere(stop.set):
+            # Log and eval steps are where all processes already wait, or just waited long.
+            if agreement.should_stop(step, stop.set, force=log_now or evaluated):
                 save(step, eval_metrics, force=True)
                 stopped = True
                 break

@@ -6,8 +6,13 @@
 
 Reconstructs every utterance and reports mel and STFT distances, SI-SDR, PESQ and STOI,
 the bitrate, per code stream the codebook usage and perplexity, and the phoneme
-accuracy of the stage-1 codes (``tokenizer.alpha.evaluation``). Prints a table and
-writes JSON (default ``RUN/eval/step<N>-<split>.json``). Exits 1 when no utterance was
+accuracy of the stage-1 codes (``tokenizer.alpha.evaluation``). Plain audio (a folder
+without transcripts) gets the reconstruction metrics, and a note says why phoneme
+accuracy is missing. ``--split ""`` evaluates the whole source; another source given
+without ``--split`` is evaluated whole when it lacks the run's eval split. A split
+smaller than ``--batch-size`` is fine (the last batch is padded and masked). Broken
+files are skipped and counted by reason, as in training. Prints a table and writes
+JSON (default ``RUN/eval/step<N>-<split>.json``). Exits 1 when no utterance was
 evaluated.
 """
 
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Annotated
 
 from common.console import setup_console
-from tokenizer.codec.cli import Flat, RunArgs, exit_with, parse
+from tokenizer.codec.cli import Flat, RunArgs, UsageError, exit_with, parse
 
 PROG = "python -m tokenizer.alpha.eval"
 
@@ -38,7 +43,7 @@ class EvalArgs:
     source_path: str | None = None
     """that source's path (a folder, or a dataset directory)"""
     batch_size: int = 8
-    """utterances per model call"""
+    """utterances per model call (a smaller split is padded, not refused)"""
     max_seconds: float = 20.0
     """longer utterances are skipped (counted in the log)"""
     max_utterances: int | None = None
@@ -52,15 +57,20 @@ class EvalArgs:
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse(EvalArgs, argv, prog=PROG, description=__doc__)
     setup_console(args.run.verbose)
-    from tokenizer.alpha.evaluation import eval_config, evaluate, print_report
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    from tokenizer.alpha.evaluation import eval_config, evaluate, open_eval_source, print_report
     from tokenizer.alpha.inference import AlphaTokenizer
 
     tok = AlphaTokenizer.from_run(args.run.run, step=args.run.step, command=PROG)
     cfg, vocab = eval_config(tok.cfg, kind=args.source_kind, path=args.source_path,
                              batch_size=args.batch_size, max_seconds=args.max_seconds)
-    split = cfg.data.eval_split if args.split is None else args.split
+    other_source = bool(args.source_kind or args.source_path)
+    source, split = open_eval_source(
+        cfg.data.source, cfg.data.eval_split if args.split is None else args.split,
+        or_all=args.split is None and other_source)
     report = evaluate(tok, cfg, split=split, vocab=vocab, max_utterances=args.max_utterances,
-                      perceptual=args.perceptual)
+                      perceptual=args.perceptual, source=source)
     report = {"run_dir": str(tok.run_dir), "step": tok.step, "split": split,
               "source": cfg.data.source.path or cfg.data.source.kind, **report}
     path = Path(args.json) if args.json else (

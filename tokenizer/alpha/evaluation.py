@@ -2,13 +2,21 @@
 ``python -m tokenizer.alpha.eval``.
 
 ``evaluate`` reconstructs every utterance (eval mode, whole utterances, left-padded
-batches) and reports, averaged over utterances: multi-scale mel distance (the training
-loss's scales) and multi-resolution STFT distance (spectral convergence + log
-magnitude), SI-SDR, wide-band PESQ and STOI (the ``eval`` dependency group; skipped with
-a message without it); the bitrate; per code stream the codebook usage (share of codes
-used) and perplexity; and for the two-stage quantizer the phoneme error rate / accuracy
-of the stage-1 codes read as CTC predictions (greedy) against the utterances' phonemes.
-``eval_config`` points a run's config at the evaluated data; ``print_report`` prints it.
+batches; the last, partial batch is padded and its padding rows masked out, so a split
+smaller than a batch works) and reports, averaged over utterances: multi-scale mel
+distance (the training loss's scales) and multi-resolution STFT distance (spectral
+convergence + log magnitude), SI-SDR, wide-band PESQ and STOI (the ``eval`` dependency
+group; skipped with a message without it); the bitrate; per code stream the codebook
+usage (share of codes used) and perplexity; and for the two-stage quantizer the phoneme
+error rate / accuracy of the stage-1 codes read as CTC predictions (greedy) against the
+utterances' phonemes (their own, or their text phonemized by espeak-ng as training does,
+``common.data.phonemize``). Plain audio (no transcripts, or some missing) is evaluated
+all the same: the phoneme scores cover the utterances that have phonemes, and
+``phoneme_note`` says why some or all are not scored. Broken files are skipped and
+counted by the shared policy (``common.data.bad_input``).
+
+``open_eval_source`` opens a split ("" for the whole source); ``eval_config`` points a
+run's config at the evaluated data; ``print_report`` prints the report.
 """
 
 from __future__ import annotations
@@ -25,8 +33,13 @@ from flax import nnx
 from tqdm import tqdm
 
 from common.bench import print_table
-from common.data.pipeline import iterate_eval
-from common.data.sources import open_source
+from common.data.bad_input import SkipStats
+from common.data.phonemize import record_phonemes
+from common.data.pipeline import iterate_eval, source_durations
+from common.data.records import DataError
+from common.data.source_base import RecordSource
+from common.data.sources import SourceConfig, open_source
+from common.data.transforms import tokenize
 from common.data.vocab import Vocab
 from common.losses.spectral import multi_resolution_stft_loss, multi_scale_mel_loss
 from tokenizer.alpha import metrics as M
@@ -50,8 +63,47 @@ def _phoneme_vocab(cfg: AlphaConfig, source_path: str) -> str | None:
                 return path
             log.warning("%s has %d symbols, the stage-1 codebook %d: not this codec's "
                         "vocabulary", path, len(Vocab.load(path)), cfg.quantizer.phoneme_vocab)
-    log.warning("no phoneme vocabulary matching the codec: phoneme accuracy skipped")
-    return None
+    return None  # ``evaluate`` says that phoneme accuracy is not scored, and why
+
+
+ALL_SPLITS = ("train", "validation", "test")
+
+
+def open_eval_source(cfg: SourceConfig, split: str, *, or_all: bool = False
+                     ) -> tuple[RecordSource, str]:
+    """``(records, split)``: ``split`` of the source, or all of it for ``""`` (a folder's
+    every subfolder split; otherwise its train, validation and test splits together).
+    ``or_all``: a source without ``split`` (a plain folder has only "train") is
+    evaluated whole, and the log says so."""
+    if split:
+        try:
+            return open_source(cfg, split), split
+        except DataError as e:
+            if not or_all:
+                raise
+            log.info("%s; evaluating all of it (--split NAME picks one)", e)
+    where = cfg.path or cfg.kind
+    if cfg.kind == "folder":
+        from common.data import hf  # datasets: only folder sources need it
+
+        return hf.audio_folder(cfg.path, None, bad=cfg.bad_input,
+                               probe_durations=cfg.probe_durations,
+                               cache_dir=cfg.cache_dir), ""
+    parts, errors = [], []
+    for name in ALL_SPLITS:
+        try:
+            parts.append(open_source(cfg, name))
+        except DataError as e:  # a layout without this split (LJSpeech: only "train")
+            errors.append(e)
+    if not parts:
+        raise errors[0]
+    stats, records, seen = SkipStats(), [], set()
+    for part in parts:
+        stats.skipped.update(part.load_stats.skipped)
+        stats.notes.update(part.load_stats.notes)
+        records += [r for r in part if r["id"] not in seen]
+        seen.update(r["id"] for r in part)
+    return RecordSource(records, f"{where}:all", load_stats=stats), ""
 
 
 def eval_config(cfg: AlphaConfig, *, kind: str | None, path: str | None, batch_size: int,
@@ -90,30 +142,68 @@ def _batch_fn(codec: AlphaCodec, cfg: AlphaConfig):
     return lambda *a: run(state, *a)
 
 
+def _phoneme_targets(cfg: AlphaConfig, source: RecordSource, vocab: str | None
+                     ) -> tuple[Vocab | None, str | None]:
+    """The vocabulary to score stage 1 with, or None and why not."""
+    if cfg.quantizer.kind != "phoneme_bsq":
+        return None, f"the {cfg.quantizer.kind} quantizer has no phoneme stream"
+    if vocab is None:
+        return None, "no phoneme vocabulary matching the codec's stage-1 codebook"
+    if not any(r["phonemes"] or r["text"] for r in source):
+        return None, "the evaluated audio has no transcripts (phonemes or text)"
+    return Vocab.load(vocab), None
+
+
+def _check_lengths(source: RecordSource, max_seconds: float, where: str) -> None:
+    """Fail, saying what to change, when no utterance is short enough to evaluate."""
+    durations = source_durations(source)
+    if len(durations) and not (durations <= max_seconds).any():
+        raise ValueError(f"all {len(durations)} utterances of {where} are longer than "
+                         f"--max-seconds {max_seconds} (the shortest is "
+                         f"{durations.min():.1f} s): raise --max-seconds")
+
+
 def evaluate(tok: AlphaTokenizer, cfg: AlphaConfig, *, split: str, vocab: str | None,
-             max_utterances: int | None = None, perceptual: bool = True) -> dict:
-    """Every utterance of ``split`` (or the first ``max_utterances``) -> the report dict."""
+             max_utterances: int | None = None, perceptual: bool = True,
+             source: RecordSource | None = None) -> dict:
+    """Every utterance of ``split`` (or the first ``max_utterances``) -> the report dict.
+    ``source``: the records of that split, when already open (``open_eval_source``)."""
     have = M.perceptual_available()
     if perceptual and not all(have.values()):
         log.warning("PESQ/STOI skipped: %s not installed (uv sync --group eval)",
                     " and ".join(k for k, v in have.items() if not v))
-    source = open_source(cfg.data.source, split)
-    pcfg = dataclasses.replace(pipeline_config(cfg), phoneme_vocab=vocab, worker_count=0)
+    if source is None:
+        source, split = open_eval_source(cfg.data.source, split)
+    where = f"split {split!r} of {cfg.data.source.path or cfg.data.source.kind}"
+    if not len(source):
+        raise ValueError(f"no utterances to evaluate in {where} "
+                         f"({source.load_stats.summary()})")
+    _check_lengths(source, cfg.data.max_seconds, where)
+    targets, phoneme_note = _phoneme_targets(cfg, source, vocab)
+    language = cfg.data.source.language
+    if phoneme_note:
+        log.warning("phoneme accuracy not scored: %s", phoneme_note)
+    # Transcripts are read from the records (by the plan's indices), not batched by the
+    # pipeline: it would skip every utterance without one, and plain audio has none.
+    # Text-only ones are phonemized as the training pipeline does.
+    pcfg = dataclasses.replace(pipeline_config(cfg), phoneme_vocab=None, phonemize=False,
+                               worker_count=0)
     step_fn = _batch_fn(tok.codec, cfg)
     sizes = tok.codebook_sizes
     counts = [np.zeros(n, np.int64) for n in sizes]
     rows: dict[str, list[float]] = {k: [] for k in ("mel", "stft", "si_sdr", "pesq", "stoi")}
-    edits = ref_len = seconds = 0
+    edits = ref_len = scored = seconds = 0
     n_utts = 0
     total = min(len(source), max_utterances or len(source))
     it = iterate_eval(source, pcfg)
     bar = tqdm(total=total, desc="evaluating", unit="utt")
     started = time.perf_counter()
     try:
-        for batch in it:
+        for position, batch in enumerate(it):
+            indices = it.plan[position]["indices"]
             recon, codes, fv, mel, stft = jax.device_get(step_fn(
                 batch["audio"], batch["audio_valid"], batch["audio_lengths"]))
-            for b in np.flatnonzero(batch["example_valid"]):
+            for b in np.flatnonzero(batch["example_valid"]):  # padding rows are not
                 if n_utts >= total:
                     break
                 keep = batch["audio_valid"][b]
@@ -127,10 +217,14 @@ def evaluate(tok: AlphaTokenizer, cfg: AlphaConfig, *, split: str, vocab: str | 
                 c = codes[b, fv[b]]
                 for s, n in enumerate(sizes):
                     counts[s] += np.bincount(c[:, s], minlength=n)
-                if vocab is not None and "phonemes" in batch:
-                    target = batch["phonemes"][b, batch["phonemes_valid"][b]]
+                phonemes = ""
+                if targets is not None:
+                    phonemes, _ = record_phonemes(source[int(indices[b])], language)
+                if phonemes:
+                    target = tokenize(phonemes, targets)
                     edits += M.edit_distance(M.ctc_greedy(c[:, 0]), target.tolist())
                     ref_len += len(target)
+                    scored += 1
                 seconds += ref.size / cfg.sample_rate
                 n_utts += 1
                 bar.update()
@@ -139,9 +233,10 @@ def evaluate(tok: AlphaTokenizer, cfg: AlphaConfig, *, split: str, vocab: str | 
     finally:
         bar.close()
         getattr(it, "close", lambda: None)()
+    stats = getattr(it, "stats", None)
     if not n_utts:
-        raise ValueError(f"no utterances to evaluate in split {split!r} of "
-                         f"{cfg.data.source.path or cfg.data.source.kind}")
+        raise ValueError(f"no utterances to evaluate in {where}: "
+                         f"{stats.summary() if stats else 'every one was skipped'}")
 
     def mean(xs):
         xs = [x for x in xs if x is not None]
@@ -154,8 +249,10 @@ def evaluate(tok: AlphaTokenizer, cfg: AlphaConfig, *, split: str, vocab: str | 
         "si_sdr_db": mean(rows["si_sdr"]), "pesq_wb": mean(rows["pesq"]),
         "stoi": mean(rows["stoi"]),
         "pesq_scored": sum(x is not None for x in rows["pesq"]),
-        # unreadable, too long (> max_seconds) or without a transcript, by reason
-        "skipped": dict(getattr(getattr(it, "stats", None), "skipped", {})),
+        # unreadable, too long (> max_seconds), ... by reason (common.data.bad_input)
+        "skipped": dict(getattr(stats, "skipped", {})),
+        # used after a fix (downmixed, resampled), by kind
+        "notes": dict(getattr(stats, "notes", {})),
         "bitrate_bps": bitrate(cfg), "frame_rate_hz": cfg.frame_rate,
         "streams": {},
     }
@@ -166,6 +263,12 @@ def evaluate(tok: AlphaTokenizer, cfg: AlphaConfig, *, split: str, vocab: str | 
     if ref_len:
         report["phoneme_error_rate"] = edits / ref_len
         report["phoneme_accuracy"] = max(0.0, 1.0 - edits / ref_len)
+        report["phoneme_scored"] = scored
+    if scored < n_utts and targets is not None:
+        phoneme_note = (f"{n_utts - scored} of {n_utts} utterances have no phonemes to score "
+                        "(no transcript, or one espeak-ng could not phonemize)")
+    if phoneme_note:
+        report["phoneme_note"] = phoneme_note
     return report
 
 

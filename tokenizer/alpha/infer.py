@@ -7,12 +7,17 @@
 
 INPUT is a file or a folder (searched recursively; outputs mirror its layout under
 OUTPUT). ``--run`` defaults to the newest alpha run under ``runs/``. Audio is read in any
-format libsndfile decodes, mixed to mono and resampled to the codec's rate. A ``.npz``
-holds both stages' codes ``[T, S]`` with the stream names, frame rate, config hash and
-checkpoint step (``tokenizer.alpha.inference.TokenFile``); decoding checks the hash
-against the codec. ``--stream`` runs a causal codec chunk by chunk (same tokens).
-An unreadable file stops a single-file run; in a folder it is skipped, named, counted
-(``--strict``: stop at the first). Exits 1 when no file was written.
+format libsndfile decodes, mixed to mono and resampled to the codec's rate (each named
+in the log); a roundtrip writes every file back at its input's rate (``--output-rate``:
+one rate for all). A ``.npz`` holds both stages' codes ``[T, S]`` with the stream
+names, frame rate, config hash and checkpoint step
+(``tokenizer.alpha.inference.TokenFile``); decoding checks the hash against the codec.
+``--stream`` runs a causal codec chunk by chunk (same tokens). Bad files follow the
+policy training and eval follow (``common.data.bad_input``): a missing (dangling link),
+unreadable, empty, NaN/Inf, truncated (``--keep-truncated``: use what is left), silent
+or too short (< 0.1 s) file stops a single-file run; in a folder it is skipped, named
+with its reason and counted (``--strict``: stop at the first). Exits 1 when no file
+was written.
 """
 
 from __future__ import annotations
@@ -56,7 +61,8 @@ def run(args: AlphaInferArgs) -> dict:
     tok = AlphaTokenizer.from_run(args.run.run, step=args.run.step, command=PROG,
                                   batch_size=args.files.batch_size, **extra)
     return codec_command(args.command, args.files.input, args.files.output, tok,
-                         strict=args.files.strict, stream=args.stream,
+                         strict=args.files.strict, keep_truncated=args.files.keep_truncated,
+                         output_rate=args.files.output_rate, stream=args.stream,
                          chunk_frames=args.chunk_frames)
 
 

@@ -57,7 +57,11 @@ class FileArgs:
     loudness: bool = True
     """encode at the training data's loudness (--no-loudness: at the input's level)"""
     strict: bool = False
-    """stop at the first unreadable file instead of skipping it"""
+    """stop at the first bad file instead of skipping it"""
+    keep_truncated: bool = False
+    """use what is left of a truncated file (logged) instead of skipping it"""
+    output_rate: Annotated[int | None, tyro.conf.arg(metavar="HZ")] = None
+    """rate of written audio (default: roundtrip at each input's own rate, decode at the codec's)"""
 
 
 def _named(options: type[T], name: str) -> type[T]:
@@ -85,11 +89,21 @@ def parse(options: type[T], argv: Sequence[str] | None, *, prog: str,
 
 
 def print_summary(command: str, output: Path, result: Mapping, codec: str) -> None:
-    """``encode: wrote N files to OUT (codec RUN step S); skipped K unreadable: ...``."""
+    """``encode: wrote N files to OUT (codec RUN step S); skipped K silent=1 ...: FILE:
+    REASON (DETAIL); ...; fixed M resampled=2 ...``: the bad-input reasons and notes
+    counted as every command counts them (``common.data.bad_input``)."""
     skipped = result["skipped"]
+    counts = result.get("skip_counts") or ({"unreadable": len(skipped)} if skipped else {})
+    notes = result.get("notes") or {}
+
+    def tally(d: Mapping[str, int]) -> str:
+        return " ".join(f"{k}={v}" for k, v in sorted(d.items()))
+
     print(f"{command}: wrote {len(result['written'])} files to {output} "
           f"({codec} {result['run_dir']} step {result['step']})"
-          + (f"; skipped {len(skipped)} unreadable: " + "; ".join(skipped) if skipped else ""),
+          + (f"; skipped {len(skipped)} {tally(counts)}: " + "; ".join(skipped)
+             if skipped else "")
+          + (f"; fixed {sum(notes.values())} {tally(notes)}" if notes else ""),
           flush=True)
 
 

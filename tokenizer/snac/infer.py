@@ -9,9 +9,11 @@ INPUT is a file or a folder (searched recursively; outputs mirror it under OUTPU
 model). A ``.npz`` holds one code array per level (``codes_0`` coarse ... ), the strides,
 sample count and the model's config hash (``tokenizer.snac.inference.SnacTokenFile``).
 ``--bucket-seconds 0`` pads each file exactly as the PyTorch package (identical codes),
-otherwise lengths round up to the bucket (fewer compiles). Unreadable files stop a
-single-file run; in a folder they are skipped, named and counted (``--strict``: stop).
-Exits 1 when no file was written.
+otherwise lengths round up to the bucket (fewer compiles). Bad files (the shared policy,
+``common.data.bad_input``: missing, unreadable, empty, NaN/Inf, truncated, silent, too
+short) stop a single-file run; in a folder they are skipped, named with the reason and
+counted (``--strict``: stop). A roundtrip writes each file at its input's sample rate
+(``--output-rate``: one for all). Exits 1 when no file was written.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def run(args: SnacInferArgs) -> dict:
                                  batch_size=args.files.batch_size,
                                  bucket_seconds=args.bucket_seconds, **extra)
     return codec_command(args.command, args.files.input, args.files.output, tok,
-                         strict=args.files.strict)
+                         strict=args.files.strict, keep_truncated=args.files.keep_truncated,
+                         output_rate=args.files.output_rate)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -55,7 +55,8 @@ def _corpus(args: TokensArgs) -> tuple[list[SnacTokenFile], list[str], SnacToken
     for rec in tqdm(records, desc="reading corpus", unit="file"):
         out = decode_record(rec, sr, stats=stats)
         if isinstance(out, Skipped):
-            skipped.append(f"{out.path}: {out.reason}")
+            skipped.append(f"{out.path}: {out.reason}"
+                           + (f" ({out.detail})" if out.detail else ""))
         else:
             wavs.append(out["audio"])
     return _encode(tok, wavs), skipped, tok

@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 
 from common.audio import AudioLoadError, load_audio, resample, save_audio
+from common.audio.io import read_frames
 
 SR = 16000
 
@@ -108,3 +109,32 @@ def test_non_finite_samples(bad, tmp_path):
 
 def test_error_is_a_value_error():
     assert issubclass(AudioLoadError, ValueError)
+
+
+@pytest.mark.parametrize("fmt", [("wav", "PCM_16"), ("wav", "FLOAT"), ("aiff", "PCM_16")])
+def test_truncated_file_is_reported(fmt, tmp_path):
+    ext, subtype = fmt
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, sine(220.0, 2 * SR), SR, subtype=subtype)
+    whole = read_frames(path)
+    assert not whole.truncated and whole.data.shape == (2 * SR, 1)
+    blob = path.read_bytes()
+    path.write_bytes(blob[:len(blob) // 3])
+    cut = read_frames(path)
+    assert cut.truncated and abs(cut.data.shape[0] - 2 * SR / 3) < 50
+    assert abs(cut.header_frames - 2 * SR) <= 8  # the header's promise, in frames
+    with pytest.raises(AudioLoadError, match=r"truncated \(the header promises 2\.00 s, "
+                                             r"the file holds 0\.6\d s\)"):
+        load_audio(path)
+    assert read_frames(blob).data.shape == (2 * SR, 1)  # bytes work too
+
+
+def test_streamed_wav_of_unknown_length_is_not_truncated(tmp_path):
+    path = tmp_path / "stream.wav"
+    sf.write(path, sine(220.0, SR), SR)
+    blob = bytearray(path.read_bytes())
+    at = blob.find(b"data")
+    blob[at + 4:at + 8] = (0xFFFFFFFF).to_bytes(4, "little")  # what a live recorder leaves
+    path.write_bytes(bytes(blob))
+    frames = read_frames(path)
+    assert not frames.truncated and frames.data.shape == (SR, 1)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from common.audio.io import AudioLoadError
 from common.data import hf, layouts
 from common.data.bad_input import (
     BadInputConfig,
@@ -44,6 +45,13 @@ def _float_with(value: float):
     return write
 
 
+def _truncated(p):
+    """A 1 s WAV cut to a third: the header still promises 1 s."""
+    sf.write(p, tone(1.0), SR)
+    blob = p.read_bytes()
+    p.write_bytes(blob[:len(blob) // 3])
+
+
 # name -> (writer, reason): each makes a file that must be skipped for ``reason``.
 BAD = {
     "unreadable": (lambda p: p.write_bytes(b"definitely not a RIFF file " * 10), "unreadable"),
@@ -53,9 +61,10 @@ BAD = {
     "inf": (_float_with(np.inf), "nonfinite"),
     "silent": (lambda p: sf.write(p, np.zeros(SR // 2, np.float32), SR), "silent"),
     "too_short": (lambda p: sf.write(p, tone(0.02), SR), "too_short"),
+    "truncated": (_truncated, "truncated"),
 }
 # Caught only when decoding: their headers are fine.
-DECODE_ONLY = {"nan", "inf", "silent", "too_short"}
+DECODE_ONLY = {"nan", "inf", "silent", "too_short", "truncated"}
 # name -> (writer, note): usable after a fix, counted as a note.
 FIXED = {
     "stereo": (lambda p: sf.write(p, tone(0.3, channels=2), SR), "downmixed"),
@@ -116,6 +125,60 @@ def test_decode_missing_file(tmp_path, caplog):
     assert stats.skipped == {"missing": 1} and "gone.wav" in caplog.text
     with pytest.raises(BadInputError, match=r"gone\.wav: missing"):
         decode_record(rec_for(path), SR, STRICT)
+
+
+def test_decode_dangling_symlink_names_its_target(tmp_path, caplog):
+    path = tmp_path / "link.wav"
+    path.symlink_to(tmp_path / "moved_away.wav")
+    stats = SkipStats()
+    with caplog.at_level(logging.WARNING):
+        out = decode_record(rec_for(path), SR, SKIP, stats)
+    assert out.reason == "missing" and stats.skipped == {"missing": 1}
+    assert "link.wav: missing (broken symbolic link to " in caplog.text
+    assert "moved_away.wav" in caplog.text
+    with pytest.raises(BadInputError, match=r"link\.wav: missing \(broken symbolic link"):
+        decode_record(rec_for(path), SR, STRICT)
+
+
+def test_truncated_file_skipped_or_kept_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "cut.wav"
+    _truncated(path)
+    stats = SkipStats()
+    with caplog.at_level(logging.WARNING):
+        out = decode_record(rec_for(path), SR, SKIP, stats)
+    assert out.reason == "truncated" and "the header promises 1.00 s, the file holds 0.33 s" \
+        in out.detail
+    caplog.clear()
+    keep = BadInputConfig(mode="strict", truncated="keep")  # kept even strict: a fix
+    with caplog.at_level(logging.WARNING):
+        out = decode_record(rec_for(path), SR, keep, stats)
+    assert out["audio"].shape == ((path.stat().st_size - 44) // 2,)  # PCM_16 after the header
+    assert stats.notes == {"truncated": 1} and stats.skipped == {"truncated": 1}
+    assert "cut.wav: truncated (the header promises 1.00 s" in caplog.text
+    assert "kept what is there" in caplog.text
+    with pytest.raises(ValueError, match=r"BadInputConfig\.truncated"):
+        BadInputConfig(truncated="pad")
+
+
+def test_fixes_are_logged_at_the_note_level_for_kept_files_only(tmp_path, caplog):
+    six = tmp_path / "six.wav"
+    sf.write(six, np.stack([tone(0.3, 44100)] * 6, axis=1), 44100)
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, np.zeros((SR, 2), np.float32), 44100)
+    stats = SkipStats(note_level=logging.INFO)
+    with caplog.at_level(logging.INFO, logger="common.data.bad_input"):
+        out = decode_record(rec_for(six), SR, SKIP, stats)
+        assert decode_record(rec_for(quiet), SR, SKIP, stats).reason == "silent"
+    assert (out["source_sample_rate"], out["source_channels"]) == (44100, 6)
+    assert stats.notes == {"downmixed": 1, "resampled": 1}  # the silent one is only skipped
+    assert "six.wav: downmixed (6 channels mixed to mono)" in caplog.text
+    assert "six.wav: resampled (44100 Hz -> 16000 Hz)" in caplog.text
+    assert "quiet.wav: downmixed" not in caplog.text and "quiet.wav: silent" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="common.data.bad_input"):
+        decode_record(rec_for(six), SR, SKIP, SkipStats())  # pipelines: DEBUG
+    assert "six.wav" not in caplog.text
+    assert issubclass(BadInputError, AudioLoadError)  # what the audio readers raise
 
 
 def test_decode_audio_bytes_records(tmp_path):
@@ -182,7 +245,7 @@ def test_source_skip_mode_counts_and_names_file_and_row(tmp_path, caplog):
         ds = grain.MapDataset.source(src).map(lambda r: decode_record(r, SR, SKIP, stats))
         out = [x for x in ds.to_iter_dataset() if not isinstance(x, Skipped)]
     assert sorted(r["id"] for r in out) == sorted(f"ljs/{n}" for n in ("good", *FIXED))
-    assert stats.skipped == {"nonfinite": 2, "silent": 1, "too_short": 1}
+    assert stats.skipped == {"nonfinite": 2, "silent": 1, "too_short": 1, "truncated": 1}
     assert stats.notes == {"downmixed": 1, "resampled": 2}
     for name in DECODE_ONLY:
         assert f"{name}.wav" in caplog.text
@@ -221,6 +284,24 @@ def test_audio_folder_metadata_pointing_at_missing_file(tmp_path, caplog):
     assert "b.wav" in caplog.text and "row 1" in caplog.text
     with pytest.raises(BadInputError, match=r"b\.wav: missing .*row 1"):
         hf.audio_folder(root, bad=STRICT, cache_dir=str(tmp_path / "c"))
+
+
+def test_audio_folder_dangling_link_is_missing_in_its_split(tmp_path, caplog):
+    root = tmp_path / "af"
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        sf.write(root / split / "a.wav", tone(0.3), SR)
+    (root / "test" / "gone.wav").symlink_to(tmp_path / "moved_away.wav")
+    with caplog.at_level(logging.WARNING):
+        test = hf.audio_folder(root, "test", cache_dir=str(tmp_path / "c"))
+    assert len(test) == 1 and test.load_stats.skipped == {"missing": 1}
+    assert "gone.wav: missing (broken symbolic link to " in caplog.text
+    train = hf.audio_folder(root, "train", cache_dir=str(tmp_path / "c"))
+    assert len(train) == 1 and train.load_stats.skipped == {}  # not in this split
+    assert hf.audio_folder(root, cache_dir=str(tmp_path / "c")).load_stats.skipped == {
+        "missing": 1}
+    with pytest.raises(BadInputError, match=r"gone\.wav: missing \(broken symbolic link"):
+        hf.audio_folder(root, "test", bad=STRICT, cache_dir=str(tmp_path / "c"))
 
 
 def test_hf_dataset_inline_garbage_bytes(tmp_path, caplog):

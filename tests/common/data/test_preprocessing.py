@@ -214,7 +214,8 @@ def test_write_and_read_features(tmp_path, corpus):
     assert index["count"] == 7 and index["num_shards"] == 3
     assert [s["count"] for s in index["shards"]] == [2, 2, 3]
     assert index["skipped"] == {"silent": 1, "unreadable": 1} and index["skipped_total"] == 2
-    assert index["notes"] == {"resampled": 8}  # 16 kHz files: the good ones and the silent
+    # 16 kHz files: the good ones (the silent one, resampled too, counts as skipped only)
+    assert index["notes"] == {"resampled": 7}
     assert index["features"]["logmel"] == {"shape": [None, 80], "dtype": "float32"}
     assert index["features"]["f0"]["shape"] == [None]
     assert [e["name"] for e in index["extractors"]] == ["logmel", "f0", "text", "audio",
@@ -286,6 +287,14 @@ def test_resume_after_interruption(tmp_path, corpus):
     src = ShardSource(out)
     assert [src[i]["id"] for i in range(len(src))] == good  # each id exactly once
     assert result.index["count"] == 7 and not list(out.glob("*.tmp"))
+    # This run wrote part of the shards: its line gives the index's totals too.
+    assert result.records == 4 and result.skipped == {"silent": 1}
+    assert "index.json written: 7 records, 2 skipped (silent=1 unreadable=1) in all" \
+        in result.summary()
+    # A plan from before BadInputConfig.truncated existed resumes (the default applies).
+    plan = shards.read_json(out / shards.PLAN_FILE)
+    del plan["bad_input"]["truncated"]
+    shards.write_json(out / shards.PLAN_FILE, plan)
     again = preprocess(records, out, setups, sample_rate=SR, shard_size=2)
     assert again.shards_written == () and again.index["count"] == 7
     with pytest.raises(ShardError, match=r"differs .* in \['num_records', 'ids_sha256', "
@@ -347,8 +356,10 @@ def test_cli_end_to_end_with_a_crash(tmp_path, capsys):
     (root / "metadata.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "shards"
     cmd = [sys.executable, "-m", "common.data.preprocess", "--output", str(out),
-           "--source.kind", "ljspeech", "--source.path", str(root), "--extractors", "logmel",
-           "f0", "text", "tests.common.data.test_preprocessing:energy", "--extractor-arg",
+           # all of the layout: no validation slice held out of its "train"
+           "--source.kind", "ljspeech", "--source.path", str(root), "--source.holdout", "0",
+           "--extractors", "logmel", "f0", "text",
+           "tests.common.data.test_preprocessing:energy", "--extractor-arg",
            "logmel.n_mels=40", "--extractor-arg", "energy.scale=2", "--shard-size", "2",
            "--sample-rate", "22050", "--no-progress"]
     env = {**os.environ, "TRC_TEST_CRASH_AFTER": "1", "PYTHONPATH": str(REPO)}
@@ -360,12 +371,14 @@ def test_cli_end_to_end_with_a_crash(tmp_path, capsys):
     result = main(cmd[3:])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert result.shards_done_before == () and result.shards_written == (0, 1)
-    assert "3 records, 1 skipped" in last and "audio-s/s" in last and "index.json" in last
+    # The console counts what the index counts: the header the loader could not read too.
+    assert "3 records, 2 skipped (silent=1 unreadable=1)" in last and "in all" not in last
+    assert "audio-s/s" in last and "index.json" in last
     src = ShardSource(out)
     assert [src[i]["id"] for i in range(len(src))] == ["ljs/LJ001-0000", "ljs/LJ001-0002",
                                                        "ljs/LJ001-0004"]
     assert src[0]["logmel"].shape == (1 + 11025 // 256, 40) and src[1]["text"] == "Text 2."
     index = src.index
-    assert index["skipped"] == {"silent": 1}
-    assert index["source"]["load_skipped"] == {"unreadable": 1}
+    assert index["skipped"] == {"silent": 1, "unreadable": 1} and index["skipped_total"] == 2
+    assert index["skipped_at_load"] == index["source"]["load_skipped"] == {"unreadable": 1}
     assert main(["--output", str(out), "--finalize"])["count"] == 3

@@ -91,6 +91,56 @@ def test_nonfinite_losses_stop_with_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
+def test_nonfinite_streak_stops_between_log_steps(tmp_path):
+    """Log steps are rare (every 100 here): the streak still stops the run at the step
+    it reaches max_nonfinite, read from the device one step late (no sync per step)."""
+    class NaNFromStep5(ToyIterator):
+        def __next__(self):
+            batch = super().__next__()
+            if self.position >= 5:  # steps 5, 6, 7, ... (position counts fetched batches)
+                batch = dict(batch, scale=np.full((8,), np.nan, np.float32))
+            return batch
+
+    quiet = LoggingConfig(wandb_mode="disabled", log_every=100, progress=False)
+    with pytest.raises(NonFiniteError, match=r"3 consecutive steps .* \(up to step 7\)"):
+        _train(_cfg(tmp_path, steps=20, max_nonfinite=3, logging=quiet,
+                    checkpoint=CheckpointConfig(every=100)), data=NaNFromStep5(batch=8))
+    assert Checkpointer(tmp_path / "run", read_only=True).latest_step() == 7
+
+
+@pytest.mark.slow
+def test_several_processes_agree_on_sigterm_between_log_steps(tmp_path, monkeypatch):
+    """Two processes (the other simulated by a fake all-gather): a SIGTERM during step 3
+    stops both at the next agreement, steps before the next log step (100), and the
+    agreements are spaced by wall time, not every step."""
+    from common.train import stopping
+
+    agreed = []
+
+    def allgather(x):
+        agreed.append(True)
+        return np.stack([x, [0.0, float(x[1])]])  # the other: no signal, same speed
+
+    monkeypatch.setattr(stopping, "_process_count", lambda: 2)
+    monkeypatch.setattr(stopping, "_allgather", allgather)
+
+    class SignalAtStep3(ToyIterator):
+        def __next__(self):
+            if self.position == 2:  # fetching step 3's batch
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().__next__()
+
+    quiet = LoggingConfig(wandb_mode="disabled", log_every=100, progress=False)
+    result = _train(_cfg(tmp_path, steps=50, logging=quiet,
+                         checkpoint=CheckpointConfig(every=100)), data=SignalAtStep3(batch=8))
+    # Agreements at steps 1, 2, 4, ... (the interval doubles up to ~5 s of steps): the
+    # signal of step 3 is honoured at step 4, or at 3 if steps take seconds each.
+    assert result.stopped_by_signal and result.step in (3, 4)
+    assert len(agreed) == 3  # at 1, 2 and 4 (or 1, 2 and 3)
+    assert Checkpointer(tmp_path / "run", read_only=True).latest_step() == result.step
+
+
+@pytest.mark.slow
 def test_eval_and_best_checkpoint(tmp_path):
     def eval_data():
         return ToyIterator(seed=99, batch=8)

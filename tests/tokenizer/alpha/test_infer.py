@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from common.audio.io import AudioLoadError, load_audio, save_audio
+from common.audio.io import AudioLoadError, load_audio, resample, save_audio
 from tests.helpers import assert_close
 from tests.tokenizer.alpha.test_model import micro
 from tokenizer.alpha.infer import main
@@ -68,7 +68,14 @@ def test_encode_decode_folder(alpha_run, audio_dir, tmp_path):
     res = main(["roundtrip", str(audio_dir), str(tmp_path / "rt"), "--run", str(run_dir)])
     for a, b in zip(sorted((tmp_path / "rt").rglob("*.wav")),
                     sorted((tmp_path / "dec").rglob("*.wav")), strict=True):
-        np.testing.assert_array_equal(load_audio(a)[0], load_audio(b)[0])
+        back, sr = load_audio(a)
+        if a.name == "short16k.wav":  # comes back at its input's rate, not the codec's
+            assert sr == 16000
+            decoded = resample(load_audio(b)[0], 24000, 16000)
+            # 16-bit files on both sides of the resampling: a quantisation step or two
+            np.testing.assert_allclose(back, np.clip(decoded, -1, 1), atol=2 / 32768)
+        else:
+            np.testing.assert_array_equal(back, load_audio(b)[0])
 
 
 @pytest.mark.slow

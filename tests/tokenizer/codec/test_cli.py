@@ -29,6 +29,10 @@ def test_subcommands_share_the_codec_flags():
     assert (snac.command, snac.run.step, snac.run.run, snac.bucket_seconds) == (
         "decode", 4, None, 0.0)
     assert snac.files.loudness and not snac.files.strict
+    assert snac.files.output_rate is None and not snac.files.keep_truncated
+    rt = parse_codec_command(AlphaInferArgs, ["roundtrip", "a", "b", "--output-rate", "44100",
+                                              "--keep-truncated"], prog="p", description="d")
+    assert (rt.files.output_rate, rt.files.keep_truncated) == (44100, True)
 
 
 @pytest.mark.parametrize("argv", [[], ["transcode", "a", "b"], ["encode", "a"],
