@@ -19,6 +19,12 @@ from common.nn.activations import Snake
 from common.nn.conv import Conv
 from tokenizer.codec.masks import apply_mask
 
+# PyTorch's default conv init (kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))), which
+# DAC- and SNAC-style stacks train from. lecun_normal's 3x larger variance saturates the
+# tanh output of a fresh deep stack (the alpha decoder's output had std 0.9, clipped at
+# +-1, on -20 dBFS input), and the mel loss of a saturated noise barely moves it.
+TORCH_KERNEL_INIT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
 
 def padded_conv(cin: int, cout: int, k: int, *, causal: bool, weight_norm: bool,
                 rngs: nnx.Rngs, **kw) -> Conv:

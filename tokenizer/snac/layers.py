@@ -24,14 +24,11 @@ from common.nn.conv import Conv, ConvTranspose
 from common.nn.linear import Linear
 from common.nn.norms import LayerNorm
 from common.nn.positional import RoPEConfig, apply_rope
-from tokenizer.codec.residual import ResidualUnit
+from tokenizer.codec.residual import TORCH_KERNEL_INIT, ResidualUnit
 
 DILATIONS = (1, 3, 9)
 HEAD_DIM = 64
-# PyTorch's default conv init (kaiming_uniform(a=sqrt(5)): U(+-1/sqrt(fan_in))), which the
-# package trains from; lecun_normal's 3x larger variance saturates the tanh output of a
-# fresh deep stack.
-KERNEL_INIT = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+KERNEL_INIT = TORCH_KERNEL_INIT  # PyTorch's default, as the package trains from
 
 
 def wn_conv(cin: int, cout: int, k: int, *, rngs: nnx.Rngs, **kw) -> Conv:

@@ -37,13 +37,14 @@ class DownBlock(nnx.Module):
     ``cout``: ``[B, T, cin] -> [B, T / stride, cout]`` (T a multiple of stride)."""
 
     def __init__(self, cin: int, cout: int, stride: int, *, dilations=(1, 3, 9),
-                 causal: bool = False, weight_norm: bool = True, dtype=None,
-                 rngs: nnx.Rngs):
+                 causal: bool = False, weight_norm: bool = True, kernel_init=None,
+                 dtype=None, rngs: nnx.Rngs):
+        kw = {} if kernel_init is None else {"kernel_init": kernel_init}
         self.units = nnx.List([ResidualUnit(cin, d, causal=causal, weight_norm=weight_norm,
-                                            dtype=dtype, rngs=rngs) for d in dilations])
+                                            dtype=dtype, rngs=rngs, **kw) for d in dilations])
         self.act = Snake(cin, dtype=dtype, rngs=rngs)
         self.down = padded_conv(cin, cout, 2 * stride, stride=stride, causal=causal,
-                                weight_norm=weight_norm, dtype=dtype, rngs=rngs)
+                                weight_norm=weight_norm, dtype=dtype, rngs=rngs, **kw)
 
     def __call__(self, x: jax.Array, valid: jax.Array | None,
                  valid_out: jax.Array | None) -> jax.Array:
@@ -65,14 +66,15 @@ class UpBlock(nnx.Module):
     residual units: ``[B, T, cin] -> [B, T * stride, cout]``."""
 
     def __init__(self, cin: int, cout: int, stride: int, *, dilations=(1, 3, 9),
-                 causal: bool = False, weight_norm: bool = True, dtype=None,
-                 rngs: nnx.Rngs):
+                 causal: bool = False, weight_norm: bool = True, kernel_init=None,
+                 dtype=None, rngs: nnx.Rngs):
+        kw = {} if kernel_init is None else {"kernel_init": kernel_init}
         self.act = Snake(cin, dtype=dtype, rngs=rngs)
         self.up = ConvTranspose(cin, cout, 2 * stride, stride=stride,
                                 padding="causal" if causal else "same",
-                                weight_norm=weight_norm, dtype=dtype, rngs=rngs)
+                                weight_norm=weight_norm, dtype=dtype, rngs=rngs, **kw)
         self.units = nnx.List([ResidualUnit(cout, d, causal=causal, weight_norm=weight_norm,
-                                            dtype=dtype, rngs=rngs) for d in dilations])
+                                            dtype=dtype, rngs=rngs, **kw) for d in dilations])
 
     def __call__(self, x: jax.Array, valid_out: jax.Array | None) -> jax.Array:
         x = apply_mask(self.up(self.act(x)), valid_out)

@@ -29,6 +29,7 @@ from common.nn.transformer import TransformerConfig, TransformerStack
 from tokenizer.alpha.components.blocks import DownBlock, UpBlock
 from tokenizer.alpha.config import ConvStackConfig
 from tokenizer.codec.masks import apply_mask, frame_valids, positions_from_valid
+from tokenizer.codec.residual import TORCH_KERNEL_INIT
 
 
 def transformer_config(cfg: ConvStackConfig) -> TransformerConfig:
@@ -146,14 +147,16 @@ class RawDecoder(nnx.Module):
     def __init__(self, cfg: ConvStackConfig, *, rngs: nnx.Rngs):
         self.cfg = cfg
         pad = "causal" if cfg.causal else "same"
-        wn = dict(weight_norm=cfg.weight_norm, dtype=cfg.dtype, rngs=rngs)
+        wn = dict(weight_norm=cfg.weight_norm, kernel_init=TORCH_KERNEL_INIT, dtype=cfg.dtype,
+                  rngs=rngs)
         self.transformer = _LatentTransformer(cfg, rngs=rngs)
         self.conv_in = Conv(cfg.latent_dim, cfg.decoder_channels, 7, padding=pad, **wn)
         ups = cfg.strides[::-1]
         chans = [max(cfg.decoder_channels // 2**i, 1) for i in range(len(ups) + 1)]
         self.blocks = nnx.List([
             UpBlock(chans[i], chans[i + 1], s, dilations=cfg.dilations, causal=cfg.causal,
-                    weight_norm=cfg.weight_norm, dtype=cfg.dtype, rngs=rngs)
+                    weight_norm=cfg.weight_norm, kernel_init=TORCH_KERNEL_INIT,
+                    dtype=cfg.dtype, rngs=rngs)
             for i, s in enumerate(ups)])
         self.act = Snake(chans[-1], dtype=cfg.dtype, rngs=rngs)
         self.conv_out = Conv(chans[-1], 1, 7, padding=pad, **wn)
