@@ -226,6 +226,12 @@ def train(
                     sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
         out = {f"eval/{k}": v / max(n, 1) for k, v in sums.items()}
+        # A rate over batches is a ratio of sums, not a mean of per-batch ratios: a
+        # program reports "<name>_num" and "<name>_den" and gets eval/<name> (e.g. a
+        # phoneme error rate, where batches hold different numbers of phonemes).
+        for k in [k for k in sums if k.endswith("_num") and k[:-4] + "_den" in sums]:
+            den = sums[k[:-4] + "_den"]
+            out[f"eval/{k[:-4]}"] = sums[k] / den if den else float("nan")
         logger.log_scalars(step, out)
         eval_history.append({"step": step, **out})
         return out

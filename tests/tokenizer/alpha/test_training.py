@@ -21,3 +21,7 @@ def test_phoneme_metrics_per_and_nonblank_leave_cropped_rows_out():
     m = phoneme_metrics(logits, frame_valid, phonemes, phonemes_valid)
     np.testing.assert_allclose(float(m["per"]), 0.5)
     np.testing.assert_allclose(float(m["nonblank"]), 6 / 8)
+    assert (float(m["per_num"]), float(m["per_den"])) == (1.0, 2.0)
+    # a batch of crops only has no rate (NaN), and adds nothing to the eval's sums
+    m = phoneme_metrics(logits, frame_valid, phonemes, jnp.zeros((2, 2), bool))
+    assert np.isnan(float(m["per"])) and float(m["per_num"]) == float(m["per_den"]) == 0
