@@ -63,18 +63,46 @@ def _series(rows: Iterable[dict], key: str, x: str) -> tuple[list[float], list[f
     return xs, ys
 
 
-def curve_names(rows: Sequence[dict], keys: Sequence[str] | None = None) -> list[str]:
-    """The metric names to draw: ``keys`` if given, else every logged metric but the
-    bookkeeping ones, eval metrics folded into their training name."""
-    if keys is not None:
-        return list(keys)
+def _eval_key(train_names: Sequence[str], name: str) -> str:
+    """The training metric an ``eval/<name>`` joins: the same name, else the one training
+    name ending in ``/<name>`` (a GAN's eval reports ``mel`` for the training ``gen/mel``)."""
+    if name in train_names:
+        return name
+    matches = [t for t in train_names if t.endswith("/" + name)]
+    return matches[0] if len(matches) == 1 else name
+
+
+def _varies(rows: Sequence[dict], key: str) -> bool:
+    values = {r[key] for r in rows if isinstance(r.get(key), (int, float))
+              and math.isfinite(r[key])}
+    return len(values) > 1
+
+
+def curve_panels(rows: Sequence[dict], keys: Sequence[str] | None = None
+                 ) -> dict[str, list[str]]:
+    """``{panel name: [metric keys drawn on it]}``: each training metric with its eval
+    counterpart (``eval/<name>``, matched as ``_eval_key`` says). Without ``keys``, every
+    logged metric but the bookkeeping ones and those that never change."""
     names: dict[str, None] = {}
     for r in rows:
         for k in r:
-            if k in ("step", "time") or k.startswith(SKIP_PREFIXES):
-                continue
-            names.setdefault(k.removeprefix("eval/"), None)
-    return list(names)
+            if k not in ("step", "time") and not k.startswith(SKIP_PREFIXES):
+                names.setdefault(k, None)
+    train = [k for k in names if not k.startswith("eval/")]
+    panels: dict[str, list[str]] = {}
+    for k in train:
+        panels.setdefault(k, []).append(k)
+    for k in names:
+        if k.startswith("eval/"):
+            panels.setdefault(_eval_key(train, k.removeprefix("eval/")), []).append(k)
+    if keys is not None:
+        return {k: panels.get(k, [k]) for k in keys}
+    return {p: ks for p, ks in panels.items() if any(_varies(rows, k) for k in ks)}
+
+
+def curve_names(rows: Sequence[dict], keys: Sequence[str] | None = None) -> list[str]:
+    """The panel names ``plot_curves`` draws (``curve_panels``' keys)."""
+    return list(curve_panels(rows, keys))
 
 
 def plot_curves(rows: Sequence[dict], out: str | os.PathLike, *,
@@ -84,7 +112,8 @@ def plot_curves(rows: Sequence[dict], out: str | os.PathLike, *,
     (minutes on the axis). Returns the path."""
     from matplotlib.figure import Figure
 
-    names = curve_names(rows, keys)
+    panels = curve_panels(rows, keys)
+    names = list(panels)
     if not names:
         raise ValueError("no metrics to plot")
     columns = min(columns, len(names))
@@ -93,8 +122,9 @@ def plot_curves(rows: Sequence[dict], out: str | os.PathLike, *,
     scale = 1 / 60 if x == "time" else 1.0
     for i, name in enumerate(names):
         axis = fig.add_subplot(nrows, columns, i + 1)
-        for key, style in ((name, dict(lw=1.2, label="train")),
-                           (f"eval/{name}", dict(marker="o", ms=3, lw=1, label="eval"))):
+        for key in panels[name]:
+            style = (dict(marker="o", ms=3, lw=1, label="eval") if key.startswith("eval/")
+                     else dict(lw=1.2, label="train"))
             xs, ys = _series(rows, key, x)
             if xs:
                 axis.plot([v * scale for v in xs], ys, **style)

@@ -3,20 +3,24 @@
 import json
 
 from common.train import plot_curves as command
-from common.train.curves import curve_names, plot_curves, read_metrics
+from common.train.curves import curve_names, curve_panels, plot_curves, read_metrics
 
 
 def _write(path, rows, tail=""):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
 
 
-def test_read_skips_a_truncated_last_line_and_names_fold_eval(tmp_path):
-    rows = [{"step": 1, "time": 1.0, "gen/mel": 3.0, "perf/steps_per_s": 1.0},
-            {"step": 2, "time": 2.0, "eval/gen/mel": 2.5, "eval/gen/per": 0.9}]
-    _write(tmp_path / "metrics.jsonl", rows, tail='{"step": 3, "ti')
+def test_panels_join_eval_to_training_and_drop_flat_series(tmp_path):
+    rows = [{"step": 1, "time": 1.0, "gen/mel": 3.0, "gen/flat": 1.0, "perf/steps_per_s": 1.0},
+            {"step": 2, "time": 2.0, "gen/mel": 2.8, "gen/flat": 1.0, "eval/mel": 2.5,
+             "eval/per": 0.9},
+            {"step": 3, "time": 3.0, "eval/mel": 2.4, "eval/per": 0.8}]
+    _write(tmp_path / "metrics.jsonl", rows, tail='{"step": 4, "ti')
     got = read_metrics(tmp_path)
-    assert got == rows
-    assert curve_names(got) == ["gen/mel", "gen/per"]
+    assert got == rows  # the truncated last line (a killed run) is left out
+    # a GAN's eval names its metrics without the generator's prefix: joined by suffix
+    assert curve_panels(got) == {"gen/mel": ["gen/mel", "eval/mel"], "per": ["eval/per"]}
+    assert curve_names(got, keys=["gen/flat"]) == ["gen/flat"]
 
 
 def test_plot_against_time_and_the_command(tmp_path, capsys):
