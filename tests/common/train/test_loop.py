@@ -242,3 +242,30 @@ def test_resume_with_more_steps_warns_that_the_schedule_changes(tmp_path, caplog
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("train.optim: total_steps 2 -> 3 (unset: follows train.steps)" in w
                for w in warnings), warnings
+
+
+@pytest.mark.slow
+def test_eval_at_start_and_rates_as_ratios_of_sums(tmp_path):
+    # eval_at_start evaluates (and calls on_log) before step 1; a metric pair
+    # <name>_num / <name>_den becomes eval/<name> = sum(num) / sum(den) over the eval
+    # batches, not the mean of per-batch ratios.
+    import jax.numpy as jnp
+
+    def loss_with_rate(model, batch, rng):
+        loss, m = toy_loss(model, batch, rng)
+        den = jnp.sum(batch["x"][..., 0] > 0).astype(jnp.float32)  # differs per batch
+        return loss, {**m, "err_num": loss * den, "err_den": den}
+
+    cfg = _cfg(tmp_path, steps=2, eval_every=2, eval_batches=3, eval_at_start=True,
+               checkpoint=CheckpointConfig(every=0))
+    program = supervised_program(lambda rngs: Toy(TOY, rngs=rngs), loss_with_rate,
+                                 make_optimizer(resolve_optim(cfg)), seed=cfg.seed)
+    seen = []
+    result = train(cfg, kind="tests.toy", program=program,
+                   train_data=ToyIterator(seed=1, batch=8),
+                   eval_data=lambda: ToyIterator(seed=99, batch=8),
+                   on_log=lambda step, model, metrics, logger: seen.append(step))
+    assert [h["step"] for h in result.eval_history] == [0, 2] and seen[0] == 0
+    for h in result.eval_history:
+        np.testing.assert_allclose(h["eval/err"], h["eval/err_num"] / h["eval/err_den"],
+                                   rtol=1e-6)
