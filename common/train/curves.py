@@ -100,11 +100,6 @@ def curve_panels(rows: Sequence[dict], keys: Sequence[str] | None = None
     return {p: ks for p, ks in panels.items() if any(_varies(rows, k) for k in ks)}
 
 
-def curve_names(rows: Sequence[dict], keys: Sequence[str] | None = None) -> list[str]:
-    """The panel names ``plot_curves`` draws (``curve_panels``' keys)."""
-    return list(curve_panels(rows, keys))
-
-
 def plot_curves(rows: Sequence[dict], out: str | os.PathLike, *,
                 keys: Sequence[str] | None = None, x: str = "step", title: str = "",
                 columns: int = 4) -> Path:

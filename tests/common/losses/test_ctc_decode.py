@@ -5,25 +5,7 @@ import jax
 import numpy as np
 
 from common.losses.ctc_decode import greedy_ctc_errors
-
-
-def _greedy(ids, blank=0):
-    out, prev = [], None
-    for i in ids:
-        if i != prev and i != blank:
-            out.append(i)
-        prev = i
-    return out
-
-
-def _levenshtein(a, b):
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
+from tokenizer.alpha.metrics import ctc_greedy, edit_distance
 
 
 def test_matches_host_decoding_and_levenshtein():
@@ -38,10 +20,10 @@ def test_matches_host_decoding_and_levenshtein():
     label_valid = rng.uniform(size=(b, n)) < 0.7
     edits, ref_len = jax.jit(greedy_ctc_errors)(logits, frame_valid, labels, label_valid)
     for i in range(b):
-        hyp = _greedy(np.argmax(logits[i], -1)[frame_valid[i]].tolist())
+        hyp = ctc_greedy(np.argmax(logits[i], -1)[frame_valid[i]].tolist())
         ref = labels[i][label_valid[i]].tolist()
         assert int(ref_len[i]) == len(ref)
-        assert int(edits[i]) == _levenshtein(hyp, ref), i
+        assert int(edits[i]) == edit_distance(hyp, ref), i
 
 
 def test_repeat_across_blank_and_padding():

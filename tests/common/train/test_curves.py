@@ -3,7 +3,7 @@
 import json
 
 from common.train import plot_curves as command
-from common.train.curves import curve_names, curve_panels, plot_curves, read_metrics
+from common.train.curves import curve_panels, plot_curves, read_metrics
 
 
 def _write(path, rows, tail=""):
@@ -20,7 +20,7 @@ def test_panels_join_eval_to_training_and_drop_flat_series(tmp_path):
     assert got == rows  # the truncated last line (a killed run) is left out
     # a GAN's eval names its metrics without the generator's prefix: joined by suffix
     assert curve_panels(got) == {"gen/mel": ["gen/mel", "eval/mel"], "per": ["eval/per"]}
-    assert curve_names(got, keys=["gen/flat"]) == ["gen/flat"]
+    assert curve_panels(got, keys=["gen/flat"]) == {"gen/flat": ["gen/flat"]}
 
 
 def test_plot_against_time_and_the_command(tmp_path, capsys):
