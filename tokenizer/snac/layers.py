@@ -94,8 +94,12 @@ class NoiseBlock(nnx.Module):
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         if key is None:
             return x
-        noise = jax.random.normal(key, (*x.shape[:2], 1), jnp.float32).astype(x.dtype)
-        return x + noise * self.linear(x)
+        return x + self.draw(key, (*x.shape[:2], 1)).astype(x.dtype) * self.linear(x)
+
+    def draw(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """The noise ``[B, T, 1]`` float32 (a method, so a parity test can feed the
+        PyTorch package's own draws)."""
+        return jax.random.normal(key, shape, jnp.float32)
 
 
 class DecoderBlock(nnx.Module):

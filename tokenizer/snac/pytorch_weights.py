@@ -19,14 +19,16 @@ Name mapping (PyTorch -> ours; ``nn.Sequential`` indices as the package builds t
     decoder.model.{0[,1]}                decoder.conv_in.{0[,1]}   (two when depthwise)
     decoder.model.{next} (if attention)  decoder.attn
     decoder.model.{...}  DecoderBlock    decoder.blocks.{i}: block.0 -> act, block.1 ->
-                                           up.conv, [block.2 -> noise.linear], units
+                                           up.conv, [block.2.linear -> noise.linear
+                                           (every published model has noise blocks)],
+                                           units
     decoder.model.{-3}, {-2}             decoder.act, decoder.conv_out  ({-1} is Tanh)
 
 Weight norm: ``parametrizations.weight.original0`` (g) and ``original1`` (v), or the
 legacy ``weight_g`` / ``weight_v``; conv kernels are transposed to channels-last
 (``common.nn.conv``), linear weights to ``[in, out]``, Snake alphas ``[1, C, 1] -> [C]``.
-Every tensor of the state dict must be used and every parameter filled: anything
-left over is an error listing the names.
+Every tensor of the state dict must be used and every parameter filled: one error lists
+every missing, misshaped and unexpected tensor.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,6 @@ from flax import nnx
 
 from common.nn.activations import Snake
 from common.nn.conv import Conv, ConvTranspose
-from common.nn.linear import Linear
 from tokenizer.snac.config import SnacModelConfig
 from tokenizer.snac.layers import LocalMHA
 from tokenizer.snac.model import SNAC
@@ -97,7 +98,7 @@ def _pairs(model: SNAC) -> Iterator[tuple[str, nnx.Module]]:
         yield f"{p}.block.1", b.up.conv
         start = 2
         if b.noise is not None:
-            yield f"{p}.block.2", b.noise.linear
+            yield f"{p}.block.2.linear", b.noise.linear
             start = 3
         yield from units(p, b.units, start)
         k += 1
@@ -105,61 +106,88 @@ def _pairs(model: SNAC) -> Iterator[tuple[str, nnx.Module]]:
     yield f"decoder.model.{k + 1}", dec.conv_out
 
 
-def _first(sd: Mapping[str, np.ndarray], names: Sequence[str], used: set[str]) -> np.ndarray:
-    for n in names:
-        if n in sd:
-            used.add(n)
-            return np.asarray(sd[n])
-    raise ConversionError(f"missing tensor {names[0]}" +
-                          (f" (or {', '.join(names[1:])})" if len(names) > 1 else ""))
+class _Reader:
+    """Takes tensors out of a state dict, noting what is used and what is wrong, so that
+    one ``ConversionError`` can name every problem at once."""
 
+    def __init__(self, sd: Mapping[str, np.ndarray]):
+        self.sd, self.used = sd, set()
+        self.missing: list[str] = []
+        self.misshaped: list[str] = []
 
-def _set(var: nnx.Variable, value: np.ndarray, name: str) -> None:
-    want = tuple(var[...].shape)
-    if tuple(value.shape) != want:
-        raise ConversionError(f"{name}: shape {tuple(value.shape)} does not fit the "
-                              f"model's {want} (wrong config for these weights?)")
-    var[...] = value.astype(np.float32)
+    def get(self, *names: str) -> np.ndarray | None:
+        for n in names:
+            if n in self.sd:
+                self.used.add(n)
+                return np.asarray(self.sd[n])
+        self.missing.append(names[0] + (f" (or {', '.join(names[1:])})"
+                                        if len(names) > 1 else ""))
+        return None
+
+    def set(self, var: nnx.Variable, value: np.ndarray | None, name: str, fit=None) -> None:
+        """``var[...] = fit(value)`` if the tensor exists and its shape fits."""
+        if value is None:
+            return
+        value = fit(value) if fit is not None else value
+        want = tuple(var[...].shape)
+        if tuple(value.shape) != want:
+            self.misshaped.append(f"{name} {tuple(value.shape)} (the model's: {want})")
+            return
+        var[...] = value.astype(np.float32)
+
+    def check(self) -> None:
+        unexpected = sorted(set(self.sd) - self.used)
+        problems = [(f"{len(self.missing)} missing", self.missing),
+                    (f"{len(self.misshaped)} of the wrong shape (wrong config for these "
+                     "weights?)", self.misshaped),
+                    (f"{len(unexpected)} with no place in the model", unexpected)]
+        lines = [f"{head}: {', '.join(names)}" for head, names in problems if names]
+        if lines:
+            raise ConversionError("the state dict does not fit the model; tensors "
+                                  + "; ".join(lines))
 
 
 def load_state_dict(model: SNAC, sd: Mapping[str, np.ndarray]) -> SNAC:
-    """Copy a PyTorch ``SNAC.state_dict()`` (name -> array) into ``model`` in place."""
-    used: set[str] = set()
+    """Copy a PyTorch ``SNAC.state_dict()`` (name -> array) into ``model`` in place.
+    Every tensor must find its parameter and every parameter its tensor; otherwise one
+    ``ConversionError`` names all the missing, misshaped and unexpected tensors."""
+    r = _Reader(sd)
     for prefix, m in _pairs(model):
-        get = lambda *suffixes, p=prefix: _first(sd, [f"{p}.{s}" for s in suffixes], used)
+        def get(*suffixes, p=prefix):
+            return r.get(*[f"{p}.{s}" for s in suffixes])
         if isinstance(m, Conv | ConvTranspose):
-            g = get("parametrizations.weight.original0", "weight_g")
+            r.set(m.weight_g, get("parametrizations.weight.original0", "weight_g"),
+                  f"{prefix} weight g", lambda g: g.reshape(-1))
             v = get("parametrizations.weight.original1", "weight_v")
-            _set(m.weight_g, g.reshape(-1), f"{prefix} weight g")
-            _set(m.weight_v, m.from_torch_weight(v), f"{prefix} weight v")
+            if v is not None and v.ndim != 3:
+                r.misshaped.append(f"{prefix} weight v {v.shape} (a conv kernel is 3-d)")
+                v = None
+            r.set(m.weight_v, v, f"{prefix} weight v", m.from_torch_weight)
             if m.bias is not None:
-                _set(m.bias, get("bias"), f"{prefix}.bias")
+                r.set(m.bias, get("bias"), f"{prefix}.bias")
         elif isinstance(m, Snake):
-            _set(m.alpha, get("alpha").reshape(-1), f"{prefix}.alpha")
+            r.set(m.alpha, get("alpha"), f"{prefix}.alpha", lambda a: a.reshape(-1))
         elif isinstance(m, LocalMHA):
-            _set(m.norm.scale, get("norm.weight"), f"{prefix}.norm.weight")
-            _set(m.norm.bias, get("norm.bias"), f"{prefix}.norm.bias")
-            _linear(m.qkv, get("to_qkv.weight"), f"{prefix}.to_qkv")
-            _linear(m.out, get("to_out.weight"), f"{prefix}.to_out")
+            r.set(m.norm.scale, get("norm.weight"), f"{prefix}.norm.weight")
+            r.set(m.norm.bias, get("norm.bias"), f"{prefix}.norm.bias")
+            r.set(m.qkv.kernel, get("to_qkv.weight"), f"{prefix}.to_qkv.weight", _t)
+            r.set(m.out.kernel, get("to_out.weight"), f"{prefix}.to_out.weight", _t)
             inv = sd.get(f"{prefix}.rel_pos.inv_freq")
             if inv is not None:
-                used.add(f"{prefix}.rel_pos.inv_freq")
+                r.used.add(f"{prefix}.rel_pos.inv_freq")
                 ours = 1.0 / 10000 ** (np.arange(0, 64, 2, dtype=np.float32) / 64)
-                if not np.allclose(inv, ours, rtol=1e-6):
-                    raise ConversionError(f"{prefix}.rel_pos.inv_freq differs from RoPE "
-                                          "base 10000 over 64 dims")
+                if np.shape(inv) != ours.shape or not np.allclose(inv, ours, rtol=1e-6):
+                    r.misshaped.append(f"{prefix}.rel_pos.inv_freq (differs from RoPE "
+                                       "base 10000 over 64 dims)")
         else:  # a quantizer level's codebook
-            _set(m.codebook, get("weight"), f"{prefix}.weight")
-    unused = sorted(set(sd) - used)
-    if unused:
-        raise ConversionError(f"{len(unused)} tensors of the state dict have no place in "
-                              f"the model: {', '.join(unused[:12])}"
-                              + (" ..." if len(unused) > 12 else ""))
+            r.set(m.codebook, get("weight"), f"{prefix}.weight")
+    r.check()
     return model
 
 
-def _linear(m: Linear, w: np.ndarray, name: str) -> None:
-    _set(m.kernel, w.T, f"{name}.weight")
+def _t(w: np.ndarray) -> np.ndarray:
+    """A torch ``Linear`` weight ``[out, in]`` as our kernel ``[in, out]``."""
+    return w.T
 
 
 def to_state_dict(model: SNAC) -> dict[str, np.ndarray]:
