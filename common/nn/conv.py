@@ -79,6 +79,7 @@ from flax import nnx
 
 from common.nn import axes as ax
 from common.nn.axes import Initializer
+from common.nn.cpu_conv import conv_transpose1d, depthwise_conv1d, use_cpu_forms
 
 Padding = Literal["same", "causal", "valid"]
 PADDINGS = ("same", "causal", "valid")
@@ -272,7 +273,9 @@ class _ConvBase(nnx.Module):
 class Conv(_ConvBase):
     """N-D convolution (cross-correlation) with same / causal / valid padding.
 
-    Kernel ``[*kernel_size, in/groups, out]``; depthwise is ``groups=in_channels``.
+    Kernel ``[*kernel_size, in/groups, out]``; depthwise is ``groups=in_channels``
+    (on CPU a 1-D depthwise conv of stride 1 runs as shifted multiply-adds,
+    ``common.nn.cpu_conv``: XLA's CPU grouped convolution is ~25x slower).
     Shapes: ``x [B, *spatial, in] -> [B, *spatial_out, out]`` in ``dtype`` (else x's
     dtype), ``spatial_out`` per the module docstring's contract.
     """
@@ -307,6 +310,22 @@ class Conv(_ConvBase):
             use_bias=use_bias, weight_norm=weight_norm, kernel_init=kernel_init,
             bias_init=bias_init, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
 
+    def _depthwise(self, dtype) -> bool:
+        """Whether this call runs as shifted multiply-adds (``common.nn.cpu_conv``): a
+        1-D depthwise conv (one channel per group), stride 1, float32, on CPU."""
+        return (self.ndim == 1 and self.groups == self.in_channels == self.out_channels
+                and self.stride == (1,) and jnp.dtype(dtype) == jnp.float32
+                and use_cpu_forms())
+
+    def _conv(self, xb: jax.Array, kernel: jax.Array, pads) -> jax.Array:
+        if self._depthwise(xb.dtype):
+            (left, right), = pads
+            return depthwise_conv1d(xb, kernel[:, 0, :], self.dilation[0], left, right)
+        return jax.lax.conv_general_dilated(
+            xb, kernel, window_strides=self.stride, padding=pads,
+            rhs_dilation=self.dilation, dimension_numbers=_dimension_numbers(self.ndim),
+            feature_group_count=self.groups)
+
     def __call__(self, x: jax.Array) -> jax.Array:
         nd = self.ndim
 
@@ -314,10 +333,7 @@ class Conv(_ConvBase):
             spatial = xb.shape[1:-1]
             pads = [conv_padding(spatial[i], self.kernel_size[i], self.stride[i],
                                  self.dilation[i], self._axis_padding(i)) for i in range(nd)]
-            return jax.lax.conv_general_dilated(
-                xb, kernel, window_strides=self.stride, padding=pads,
-                rhs_dilation=self.dilation, dimension_numbers=_dimension_numbers(nd),
-                feature_group_count=self.groups)
+            return self._conv(xb, kernel, pads)
 
         return self._run(x, conv)
 
@@ -342,14 +358,7 @@ class Conv(_ConvBase):
             raise ValueError(f"Conv.stream: chunk of {x.shape[1]} samples is not a multiple "
                              f"of the stride {s}")
         xx = jnp.concatenate([state.astype(x.dtype), x], axis=1)
-
-        def conv(xb, kernel):
-            return jax.lax.conv_general_dilated(
-                xb, kernel, window_strides=self.stride, padding=[(0, 0)],
-                rhs_dilation=self.dilation, dimension_numbers=_dimension_numbers(1),
-                feature_group_count=self.groups)
-
-        y = self._run(xx, conv)
+        y = self._run(xx, lambda xb, kernel: self._conv(xb, kernel, [(0, 0)]))
         ctx = self.stream_context()
         return y, (xx[:, xx.shape[1] - ctx:] if ctx else state)
 
@@ -357,6 +366,8 @@ class Conv(_ConvBase):
 class ConvTranspose(_ConvBase):
     """N-D transposed convolution with PyTorch ``ConvTransposeNd`` semantics.
 
+    On CPU a 1-D one-group transposed conv runs as a matmul and an overlap-add
+    (``common.nn.cpu_conv``: XLA's CPU backward of the dilated form is 10-50x slower).
     Kernel ``[*kernel_size, in, out/groups]`` (torch's ``[in, out/groups, *K]`` with the
     spatial axes moved first). Computed as an input-dilated convolution with the kernel
     flipped and regrouped, which is the exact adjoint of ``Conv`` (tested).
@@ -408,15 +419,37 @@ class ConvTranspose(_ConvBase):
         k = jnp.swapaxes(k, -3, -2).reshape(*self.kernel_size, cin // g, g * cout_g)
         return jnp.flip(k, axis=tuple(range(nd)))
 
+    def _overlap_add(self, dtype) -> bool:
+        """Whether this call runs as a matmul and an overlap-add (``common.nn.cpu_conv``):
+        1-D, one group, no dilation, float32, on CPU."""
+        return (self.ndim == 1 and self.groups == 1 and self.dilation == (1,)
+                and jnp.dtype(dtype) == jnp.float32 and use_cpu_forms())
+
+    def _full(self, xb: jax.Array, kernel: jax.Array) -> jax.Array:
+        """The untrimmed 1-D output, ``(n - 1) * s + Ke`` samples."""
+        if self._overlap_add(xb.dtype):
+            return conv_transpose1d(xb, kernel, self.stride[0])
+        ke = _effective(self.kernel_size[0], self.dilation[0])
+        return jax.lax.conv_general_dilated(
+            xb, self._forward_kernel(kernel), window_strides=(1,), padding=[(ke - 1,) * 2],
+            lhs_dilation=self.stride, rhs_dilation=self.dilation,
+            dimension_numbers=_dimension_numbers(1), feature_group_count=self.groups)
+
     def __call__(self, x: jax.Array) -> jax.Array:
         nd = self.ndim
 
         def conv(xb, kernel):
+            trims = [conv_transpose_trim(self.kernel_size[i], self.stride[i],
+                                         self.dilation[i], self._axis_padding(i))
+                     for i in range(nd)]
+            if self._overlap_add(xb.dtype):
+                (left, right), = trims
+                full = self._full(xb, kernel)
+                y = full[:, left:full.shape[1] - max(right, 0)]
+                return jnp.pad(y, ((0, 0), (0, max(-right, 0)), (0, 0)))
             pads = []
-            for i in range(nd):
+            for i, (left, right) in enumerate(trims):
                 ke = _effective(self.kernel_size[i], self.dilation[i])
-                left, right = conv_transpose_trim(self.kernel_size[i], self.stride[i],
-                                                  self.dilation[i], self._axis_padding(i))
                 # Padding Ke - 1 on both sides gives the full output; each trimmed sample
                 # is one less sample of padding (a negative trim pads more).
                 pads.append((ke - 1 - left, ke - 1 - right))
@@ -444,16 +477,8 @@ class ConvTranspose(_ConvBase):
         (bias added once per sample). Chunks concatenated give the offline causal output
         exactly."""
         self._check_streamable()
-        s, ke = self.stride[0], _effective(self.kernel_size[0], self.dilation[0])
-        n = x.shape[1]
-
-        def conv(xb, kernel):  # the untrimmed output, (n - 1) * s + Ke samples
-            return jax.lax.conv_general_dilated(
-                xb, self._forward_kernel(kernel), window_strides=(1,), padding=[(ke - 1,) * 2],
-                lhs_dilation=self.stride, rhs_dilation=self.dilation,
-                dimension_numbers=_dimension_numbers(1), feature_group_count=self.groups)
-
-        full = self._run(x, conv, add_bias=False)
+        s, n = self.stride[0], x.shape[1]
+        full = self._run(x, self._full, add_bias=False)
         ctx = self.stream_context()
         if ctx:
             full = full.at[:, :ctx].add(state.astype(full.dtype))
