@@ -20,6 +20,7 @@ and sample rate, the model's config hash and the checkpoint step.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -138,7 +139,7 @@ class AlphaTokenizer(CodecTokenizer[TokenFile]):
         return -(-wav.size // self.hop)  # frames
 
     def _encode_rows(self, rows: list[np.ndarray], *, stream: bool = False,
-                     chunk_frames: int = 25) -> list[np.ndarray]:
+                     chunk_frames: int = 25, names: Sequence[str] = ()) -> list[np.ndarray]:
         """Waveforms ``[N_i]`` -> ``codes [ceil(N_i / hop), S]`` each. ``stream``: chunk
         by chunk through the causal codec (same codes)."""
         rows = [np.pad(r, (0, round_up(r.size, self.hop) - r.size)) for r in rows]
@@ -151,7 +152,7 @@ class AlphaTokenizer(CodecTokenizer[TokenFile]):
         valid = np.zeros(wav.shape[:2], bool)
         for j, r in enumerate(self._fill(rows)):  # left padding
             wav[j, wav.shape[1] - r.size:, 0], valid[j, wav.shape[1] - r.size:] = r, True
-        codes = np.asarray(self._encode(self._state, wav, valid))
+        codes = np.asarray(self._call(self._encode, wav, valid, names=names))
         return [codes[j, t - f:] for j, f in enumerate(frames)]
 
     def _encode_stream(self, rows: list[np.ndarray], chunk_frames: int) -> np.ndarray:
@@ -168,7 +169,7 @@ class AlphaTokenizer(CodecTokenizer[TokenFile]):
         return tokens.codes.shape[0]
 
     def _decode_rows(self, rows: list[TokenFile], *, stream: bool = False,
-                     chunk_frames: int = 25) -> list[np.ndarray]:
+                     chunk_frames: int = 25, names: Sequence[str] = ()) -> list[np.ndarray]:
         """Token files -> waveforms ``[frames * hop]``. ``stream``: chunk by chunk."""
         codes_in = [t.codes for t in rows]
         frames = [c.shape[0] for c in codes_in]
@@ -183,5 +184,5 @@ class AlphaTokenizer(CodecTokenizer[TokenFile]):
         valid = np.zeros((self.batch_size, t), bool)
         for j, c in enumerate(self._fill(codes_in)):
             codes[j, t - c.shape[0]:], valid[j, t - c.shape[0]:] = c, True
-        wav = np.asarray(self._decode(self._state, codes, valid))[..., 0]
+        wav = np.asarray(self._call(self._decode, codes, valid, names=names))[..., 0]
         return [wav[j, (t - f) * self.hop:] for j, f in enumerate(frames)]

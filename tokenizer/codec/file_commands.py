@@ -6,9 +6,11 @@ Audio is read by ``common.data.bad_input.decode_record``, the policy training,
 evaluation and preprocessing follow: a missing (dangling link), unreadable, empty,
 NaN/Inf, truncated, silent or too short file is skipped with a line naming it and the
 reason (the same reason names and counts as everywhere), or stops the command
-(``strict``, and always for a single input file). A file the codec can use after a fix
-(several channels mixed to mono, another sample rate resampled, a kept truncated file)
-gets an INFO line (a WARNING for truncation) saying what was done. A roundtrip writes
+(``strict``, and always for a single input file). So is a file too long for the free
+memory in one model call ("too_long", with what it needs and what is free). A file
+the codec can use after a fix (several channels mixed to mono, another sample rate
+resampled, a kept truncated file) gets an INFO line (a WARNING for truncation) saying
+what was done. A roundtrip writes
 each output at its input's own sample rate unless ``output_rate`` says otherwise.
 
 A tokenizer here is a ``tokenizer.codec.tokenizer.CodecTokenizer``: ``encode``,
@@ -97,14 +99,37 @@ def read_audio(items, sample_rate: int, strict: bool, *, keep_truncated: bool = 
     return ok, skipped
 
 
-def encode_loaded(tok, loaded, **kw) -> list:
+def _too_big(loaded, stats: SkipStats, skipped: list[str], strict: bool):
+    """The tokenizer's ``on_too_big``: skip an input that does not fit in memory, named
+    and counted as "too_long" (None under ``strict`` or for a single input: it raises)."""
+    if strict or len(loaded) == 1:
+        return None
+
+    def skip(i: int, error: Exception) -> None:
+        path = str(loaded[i][0])
+        marker = Skipped(path, "too_long", str(error).removeprefix(f"{path}: "))
+        stats.skip(marker)
+        skipped.append(_message(marker))
+    return skip
+
+
+def encode_loaded(tok, loaded, *, on_too_big=None, **kw) -> list:
     """Encode ``read_audio``'s records with a progress bar; each token file's ``source``
-    is its input path."""
+    is its input path (None for an input ``on_too_big`` took)."""
     with tqdm(total=len(loaded), desc="encoding", unit="file") as bar:
-        tokens = tok.encode([rec["audio"] for _, _, rec in loaded], progress=bar.update, **kw)
+        tokens = tok.encode([rec["audio"] for _, _, rec in loaded],
+                            names=[str(p) for p, _, _ in loaded], progress=bar.update,
+                            on_too_big=on_too_big, **kw)
     for (path, _, _), t in zip(loaded, tokens, strict=True):
-        t.source = str(path)
+        if t is not None:
+            t.source = str(path)
     return tokens
+
+
+def _kept(loaded: list, outputs: list) -> tuple[list, list]:
+    """The inputs and outputs whose output is not None (not skipped)."""
+    pairs = [(item, o) for item, o in zip(loaded, outputs, strict=True) if o is not None]
+    return [p for p, _ in pairs], [o for _, o in pairs]
 
 
 def codec_command(command: str, src: Path, out_root: Path, tok, *, strict: bool = False,
@@ -126,7 +151,9 @@ def codec_command(command: str, src: Path, out_root: Path, tok, *, strict: bool 
     else:
         loaded, skipped = read_audio(list_inputs(src, AUDIO_SUFFIXES), sample_rate, strict,
                                      keep_truncated=keep_truncated, stats=stats)
-        tokens = encode_loaded(tok, loaded, **kw)
+        tokens = encode_loaded(tok, loaded, on_too_big=_too_big(loaded, stats, skipped,
+                                                                strict), **kw)
+        loaded, tokens = _kept(loaded, tokens)
     written = []
     if command == "encode":
         for (_, rel, _), t in zip(loaded, tokens, strict=True):
@@ -139,7 +166,11 @@ def codec_command(command: str, src: Path, out_root: Path, tok, *, strict: bool 
                      "%d Hz; --output-rate picks one rate for all)", sample_rate)
         with tqdm(total=len(tokens), desc="decoding", unit="file") as bar:
             wavs = tok.decode(tokens, names=[str(p) for p, _, _ in loaded],
-                              progress=bar.update, **kw)
+                              progress=bar.update,
+                              on_too_big=_too_big(loaded, stats, skipped, strict), **kw)
+        keep = [w is not None for w in wavs]
+        loaded, wavs = _kept(loaded, wavs)
+        rates = [r for r, k in zip(rates, keep, strict=True) if k]
         for (_, rel, _), w, rate in zip(loaded, wavs, rates, strict=True):
             w = resample(w, sample_rate, rate) if rate != sample_rate else w
             written.append(save_audio(out_root / rel.with_suffix(".wav"), w, rate))

@@ -7,7 +7,9 @@ file records the gain), groups the waveforms into batches of ``batch_size`` (a s
 last batch is filled with copies, so each padded shape compiles once), runs one jitted
 model call per batch and cuts each waveform's codes back out. ``decode`` checks every
 token file first, batches the same way, and returns each waveform at its input length
-and level.
+and level. Each batch shape is compiled ahead of time once (``_call``), and a call
+whose arguments, outputs and temporaries (XLA's estimate) would not fit in the free
+memory raises ``CodecMemoryError`` naming its inputs instead of taking the machine down.
 
 A codec subclass supplies what differs: its config type and model (``build_model``),
 the config digest (``model_hash``), the model calls (``_model_encode`` /
@@ -30,12 +32,23 @@ from flax import nnx
 
 from common.config import config_from_dict
 from common.train.checkpoint import Checkpointer, load_model
+from common.train.hardware import (
+    available_memory_bytes,
+    compiled_memory_bytes,
+    format_bytes,
+)
 from common.train.runs import pick_run
 from tokenizer.codec.token_io import CodecTokenFile, TokenFileError, normalize_with_gain
 
 log = logging.getLogger(__name__)
 
 TF = TypeVar("TF", bound=CodecTokenFile)
+# A compiled call may take this share of the free memory (the rest: the compiler, Python).
+MEMORY_MARGIN = 0.8
+
+
+class CodecMemoryError(MemoryError):
+    """One model call would need more memory than is free; the message names its inputs."""
 
 
 class CodecTokenizer(abc.ABC, Generic[TF]):
@@ -69,6 +82,7 @@ class CodecTokenizer(abc.ABC, Generic[TF]):
         self._state = state
         self._encode = jax.jit(lambda s, *a: self._model_encode(nnx.merge(graphdef, s), *a))
         self._decode = jax.jit(lambda s, *a: self._model_decode(nnx.merge(graphdef, s), *a))
+        self._compiled: dict[Any, Any] = {}
 
     @classmethod
     def from_run(cls, run_dir: str | Path | None = None, *,
@@ -133,11 +147,13 @@ class CodecTokenizer(abc.ABC, Generic[TF]):
         """The length a token file is batched by."""
 
     @abc.abstractmethod
-    def _encode_rows(self, rows: list[np.ndarray], **kw) -> list[Any]:
+    def _encode_rows(self, rows: list[np.ndarray], *, names: Sequence[str] = (),
+                     **kw) -> list[Any]:
         """One batch: normalised waveforms ``[N_i]`` -> each one's codes."""
 
     @abc.abstractmethod
-    def _decode_rows(self, rows: list[TF], **kw) -> list[np.ndarray]:
+    def _decode_rows(self, rows: list[TF], *, names: Sequence[str] = (),
+                     **kw) -> list[np.ndarray]:
         """One batch: token files -> each one's waveform ``[>= num_samples]`` from its
         first sample, at the encoded level (the base cuts and undoes the gain)."""
 
@@ -152,6 +168,37 @@ class CodecTokenizer(abc.ABC, Generic[TF]):
     @abc.abstractmethod
     def _code_streams(self, tokens: TF) -> list[tuple[str, np.ndarray, int]]:
         """``[(stream label, its codes, its codebook size)]`` of a token file."""
+
+    # ------------------------------------------------------------------ model calls
+
+    def _compile(self, fn, *args) -> tuple[Any, int | None]:
+        """``(executable, bytes it needs)`` of ``fn(state, *args)`` for these shapes
+        (compiled once per shape and kept)."""
+        leaves, tree = jax.tree.flatten(args)
+        key = (fn is self._decode, tree,
+               tuple((np.shape(a), np.result_type(a).str) for a in leaves))
+        if key not in self._compiled:
+            exe = fn.lower(self._state, *args).compile()
+            self._compiled[key] = (exe, compiled_memory_bytes(exe))
+        return self._compiled[key]
+
+    def memory_needed(self, fn, *args) -> tuple[int | None, int | None]:
+        """``(bytes the call needs, bytes free)``, None where unknown."""
+        return self._compile(fn, *args)[1], available_memory_bytes()
+
+    def _call(self, fn, *args, names: Sequence[str] = ()):
+        """``fn(state, *args)`` (``self._encode`` or ``self._decode``), after checking that
+        it fits in memory; ``names`` name the batch's inputs in the error."""
+        exe, need = self._compile(fn, *args)
+        free = available_memory_bytes()
+        if need is not None and free is not None and need > MEMORY_MARGIN * free:
+            what = ", ".join(names) if names else "this batch"
+            raise CodecMemoryError(
+                f"{what}: one {self.codec_name} call of shape "
+                f"{[np.shape(a) for a in jax.tree.leaves(args)]} needs about "
+                f"{format_bytes(need)} and {format_bytes(free)} is free; use a smaller "
+                "--batch-size / --max-batch-seconds, or split long files")
+        return exe(self._state, *args)
 
     # ------------------------------------------------------------------ batching
 
@@ -173,22 +220,54 @@ class CodecTokenizer(abc.ABC, Generic[TF]):
 
     # ------------------------------------------------------------------ encode / decode
 
-    def encode(self, wavs: Sequence[np.ndarray], *,
-               progress: Callable[[int], None] | None = None, **kw) -> list[TF]:
-        """Mono waveforms ``[N_i]`` at ``sample_rate`` -> one token file each;
-        ``progress(k)`` is called after each batch of k inputs, ``kw`` go to the codec's
-        batch (alpha: ``stream``, ``chunk_frames``)."""
-        prepared = [self._prepare(w) for w in wavs]
-        lengths = [self._encode_length(w) for w, _ in prepared]
-        out: list[Any] = [None] * len(prepared)
+    def _run_batches(self, lengths: Sequence[int], rows: Callable[..., list],
+                     names: Sequence[str] | None,
+                     on_too_big: Callable[[int, CodecMemoryError], None] | None,
+                     progress: Callable[[int], None] | None) -> list:
+        """``rows(indices, names=...)`` over ``_batches(lengths)``: one output per input.
+        A batch that does not fit in memory is retried one input at a time; an input
+        that alone does not fit raises ``CodecMemoryError``, or with ``on_too_big`` is
+        reported to it and left None."""
+        out: list[Any] = [None] * len(lengths)
+
+        def run(idx):
+            try:
+                for i, r in zip(idx, rows(idx, names=[names[i] for i in idx] if names
+                                          else ()), strict=True):
+                    out[i] = r
+            except CodecMemoryError as e:
+                if len(idx) > 1:
+                    for i in idx:
+                        run([i])
+                elif on_too_big is None:
+                    raise
+                else:
+                    on_too_big(idx[0], e)
+
         for idx in self._batches(lengths):
-            codes = self._encode_rows([prepared[i][0] for i in idx], **kw)
-            for i, c in zip(idx, codes, strict=True):
-                out[i] = c
+            run(idx)
             if progress is not None:
                 progress(len(idx))
+        return out
+
+    def encode(self, wavs: Sequence[np.ndarray], *, names: Sequence[str] | None = None,
+               progress: Callable[[int], None] | None = None,
+               on_too_big: Callable[[int, CodecMemoryError], None] | None = None,
+               **kw) -> list[TF | None]:
+        """Mono waveforms ``[N_i]`` at ``sample_rate`` -> one token file each;
+        ``progress(k)`` is called after each batch of k inputs, ``kw`` go to the codec's
+        batch (alpha: ``stream``, ``chunk_frames``); ``names`` name the inputs in errors.
+        An input too long to encode in the free memory raises ``CodecMemoryError``, or
+        is handed to ``on_too_big(index, error)`` and gets None."""
+        prepared = [self._prepare(w) for w in wavs]
+        lengths = [self._encode_length(w) for w, _ in prepared]
+        out = self._run_batches(
+            lengths, lambda idx, **k: self._encode_rows([prepared[i][0] for i in idx],
+                                                        **k, **kw),
+            names, on_too_big, progress)
         fields = self._token_fields()
-        return [self.token_file_type(codes=c, sample_rate=self.sample_rate,
+        return [None if c is None else
+                self.token_file_type(codes=c, sample_rate=self.sample_rate,
                                      num_samples=int(w.size), config_hash=self.config_hash,
                                      step=self.step, gain_db=g, **fields)
                 for c, (w, g) in zip(out, prepared, strict=True)]
@@ -209,18 +288,20 @@ class CodecTokenizer(abc.ABC, Generic[TF]):
                                      f"its codebook of {size}")
 
     def decode(self, tokens: Sequence[TF], *, names: Sequence[str] | None = None,
-               progress: Callable[[int], None] | None = None, **kw) -> list[np.ndarray]:
+               progress: Callable[[int], None] | None = None,
+               on_too_big: Callable[[int, CodecMemoryError], None] | None = None,
+               **kw) -> list[np.ndarray | None]:
         """Token files -> mono float32 waveforms ``[num_samples]`` at their input level
-        (each checked first; ``names`` name them in errors)."""
+        (each checked first; ``names`` name them in errors). Too long for the free
+        memory: as ``encode``."""
         for i, t in enumerate(tokens):
             self.check(t, names[i] if names else f"tokens[{i}]")
         lengths = [self._decode_length(t) for t in tokens]
-        out: list[Any] = [None] * len(tokens)
-        for idx in self._batches(lengths):
-            segs = self._decode_rows([tokens[i] for i in idx], **kw)
-            for seg, i in zip(segs, idx, strict=True):
-                gain = np.float32(10 ** (-tokens[i].gain_db / 20))
-                out[i] = (seg[:tokens[i].num_samples] * gain).astype(np.float32)
-            if progress is not None:
-                progress(len(idx))
-        return out
+
+        def rows(idx, **k):
+            segs = self._decode_rows([tokens[i] for i in idx], **k, **kw)
+            return [(seg[:tokens[i].num_samples]
+                     * np.float32(10 ** (-tokens[i].gain_db / 20))).astype(np.float32)
+                    for seg, i in zip(segs, idx, strict=True)]
+
+        return self._run_batches(lengths, rows, names, on_too_big, progress)

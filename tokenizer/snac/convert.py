@@ -54,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     from tokenizer.snac.train_config import SnacConfig
 
     model = load_pretrained(args.src, args.config)
-    cfg = SnacConfig(model=model.cfg)
+    # The published models were trained on audio as recorded: no loudness change when
+    # this run encodes (a fine-tuning run sets its own).
+    cfg = SnacConfig(model=model.cfg,
+                     data=dataclasses.replace(SnacConfig().data, loudness_dbfs=None))
     config = config_to_dict(cfg)
     ckpt = Checkpointer(args.out)
     ckpt.save(0, {"model": nnx.state(model)}, config=config, force=True)

@@ -63,7 +63,30 @@ LOW_CONDITIONAL_SHARE = 0.5
 # (1e6 uniform random codes of 4096 would look 4 bits "predictable"), so it is not used.
 MIN_BIGRAMS_PER_DISTINCT = 5
 
+# A level whose codes have a perplexity under this (one code in effect) has collapsed:
+# the codec (an untrained or broken run) carries almost nothing there, and statistics
+# or BPE on such tokens describe the failure, not the codec.
+COLLAPSE_PERPLEXITY = 1.5
+# ... judged only on this many tokens or more.
+MIN_TOKENS_COLLAPSE = 20
+
 BPE_CHECKPOINTS = (100, 500, 1000)
+
+# What ``format_table``'s columns mean (printed under the table).
+COLUMNS = (
+    ("tokens", "codes in the stream (flat: all levels interleaved frame by frame)"),
+    ("used", "distinct codes seen / codebook size; usage: their share"),
+    ("H", "entropy of the code distribution, bits per token (log2 of the codebook at most)"),
+    ("ppl", "perplexity, 2^H: the number of equally used codes with that entropy"),
+    ("gini", "inequality of code counts (0: all used equally, 1: one code only)"),
+    ("H(n|c)", "entropy of the next code given the current one, bits"),
+    ("MI", "mutual information of consecutive codes, H - H(n|c), bits"),
+    ("sparsity", "share of the codebook x codebook transitions ever seen"),
+    ("succ", "mean number of distinct successors per code"),
+    ("repeat", "share of positions repeating the previous code; run: mean run length, "
+               "maxrun: longest"),
+    ("bpe@N", "sequence length before / after N BPE merges (1.000: no gain)"),
+)
 
 
 # --------------------------------------------------------------------------- flattening
@@ -380,12 +403,13 @@ class TokenReport:
         head += [f"bpe@{m}" for m in self.bpe_checkpoints]
         rows = []
         for s in self.streams:
-            row = [s.name, f"{s.tokens}", f"{s.used}/{s.vocab_size}", f"{s.usage:.1%}",
-                   f"{s.entropy_bits:.2f}", f"{s.perplexity:.0f}", f"{s.gini:.3f}",
-                   f"{s.cond_entropy_bits:.2f}", f"{s.mutual_info_bits:.2f}",
-                   f"{s.transition_sparsity:.2e}", f"{s.successors_mean:.1f}",
-                   f"{s.repeat_share:.1%}", f"{s.mean_run:.2f}", f"{s.longest_run}"]
-            row += [f"{s.bpe['ratio'][str(m)]:.3f}" if s.bpe else "-"
+            row = [s.name, f"{s.tokens}", f"{s.used}/{s.vocab_size}", _num(s.usage, ".1%"),
+                   _num(s.entropy_bits, ".2f"), _num(s.perplexity, ".0f"),
+                   _num(s.gini, ".3f"), _num(s.cond_entropy_bits, ".2f"),
+                   _num(s.mutual_info_bits, ".2f"), _num(s.transition_sparsity, ".2e"),
+                   _num(s.successors_mean, ".1f"), _num(s.repeat_share, ".1%"),
+                   _num(s.mean_run, ".2f"), f"{s.longest_run}"]
+            row += [_num(s.bpe["ratio"][str(m)], ".3f") if s.bpe else "-"
                     for m in self.bpe_checkpoints]
             rows.append(row)
         width = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
@@ -393,6 +417,9 @@ class TokenReport:
                            for i, (c, w) in enumerate(zip(r, width, strict=True)))
                  for r in [head, *rows]]
         lines.insert(1, "-" * len(lines[0]))
+        key = max(len(k) for k, _ in COLUMNS)
+        lines += ["", "columns (L<l> /<s>: level l, one code per s frames, coarse first):"]
+        lines += [f"  {k.ljust(key)}  {v}" for k, v in COLUMNS]
         return "\n".join(lines)
 
 
@@ -430,10 +457,34 @@ def analyze(files: Sequence[Sequence[np.ndarray]], strides: Sequence[int],
                        bpe_checkpoints=tuple(checkpoints))
 
 
+def _num(x: float, fmt: str) -> str:
+    """``format(x, fmt)``, without the sign of a value that rounds to zero ("-0.00")."""
+    s = format(x, fmt)
+    if s.startswith("-") and not any(c in "123456789" for c in s.split("e")[0]):
+        s = s[1:]
+    return s
+
+
+def collapsed(report: TokenReport) -> list[StreamStats]:
+    """The levels whose codes have collapsed (perplexity under ``COLLAPSE_PERPLEXITY``
+    on at least ``MIN_TOKENS_COLLAPSE`` tokens)."""
+    return [s for s in report.levels
+            if s.tokens >= MIN_TOKENS_COLLAPSE and s.perplexity < COLLAPSE_PERPLEXITY]
+
+
 def recommendation(report: TokenReport) -> str:
-    """Plain-text advice from the thresholds above, one line per finding."""
-    out = []
+    """Plain-text advice from the thresholds above, one line per finding. A collapsed
+    codec gets that finding alone: its statistics describe the failure."""
     flat, k = report.flat, report.codebook_size
+    dead = collapsed(report)
+    if dead:
+        names = ", ".join(f"{s.name} ({s.used} of {k} codes, perplexity "
+                          f"{_num(s.perplexity, '.2f')})" for s in dead)
+        return (f"- COLLAPSED: {names}: the codec puts (almost) every frame on one code, "
+                "so these tokens carry next to nothing. Check the run (an untrained or "
+                "diverged checkpoint, wrong weights, silent input); token statistics and "
+                "BPE advice are withheld until the codes are spread.")
+    out = []
     if flat.bpe:
         best = max(flat.bpe["ratio"].values())
         at = max(report.bpe_checkpoints)

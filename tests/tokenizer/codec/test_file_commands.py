@@ -18,8 +18,10 @@ from common.data.features import build_extractors
 from common.data.pipeline import PipelineConfig, iterate_eval
 from common.data.preprocessing import preprocess
 from tests.tokenizer.codec.test_tokenizer import ToyCodec, ToyConfig, ToyTokenizer
+from tokenizer.codec import tokenizer as tokenizer_module
 from tokenizer.codec.cli import print_summary
 from tokenizer.codec.file_commands import codec_command
+from tokenizer.codec.tokenizer import CodecMemoryError
 
 SR = 16000
 CODEC_SR = ToyConfig().sample_rate  # 8 kHz
@@ -140,6 +142,29 @@ def test_a_single_bad_file_or_strict_stops_naming_it(messy, tmp_path):
         codec_command("encode", root / "dangling.wav", tmp_path / "t", _tok())
     with pytest.raises(BadInputError, match=r"blip\.wav: too_short|dangling\.wav: missing"):
         codec_command("encode", root, tmp_path / "t", _tok(), strict=True)
+
+
+def test_a_file_too_long_for_memory_is_skipped_naming_it(tmp_path, monkeypatch, caplog):
+    """In a folder, a file whose model call would not fit in the free memory is skipped
+    as "too_long" with what it needs, and the others are written; alone or under
+    ``strict`` it stops the command with the same message."""
+    root = tmp_path / "in"
+    root.mkdir()
+    sf.write(root / "short.wav", tone(0.2, CODEC_SR), CODEC_SR)
+    sf.write(root / "long.wav", tone(5.0, CODEC_SR), CODEC_SR)
+    tok = _tok()
+    small, _ = tok.memory_needed(tok._encode, np.zeros((2, 1600, 1), np.float32))
+    monkeypatch.setattr(tokenizer_module, "available_memory_bytes",
+                        lambda: int((small + 60_000) / tokenizer_module.MEMORY_MARGIN))
+    with caplog.at_level(logging.WARNING):
+        res = codec_command("roundtrip", root, tmp_path / "out", tok)
+    assert [p.name for p in res["written"]] == ["short.wav"]
+    assert res["skip_counts"] == {"too_long": 1}
+    assert "long.wav: too_long (one toy call of shape" in res["skipped"][0]
+    assert f"skipping {root / 'long.wav'}: too_long" in caplog.text
+    for src, kw in ((root / "long.wav", {}), (root, {"strict": True})):
+        with pytest.raises(CodecMemoryError, match=r"long\.wav: one toy call"):
+            codec_command("encode", src, tmp_path / "t", tok, **kw)
 
 
 def test_infer_preprocess_and_pipelines_count_alike(messy, tmp_path):

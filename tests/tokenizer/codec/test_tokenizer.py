@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tokenizer.codec import tokenizer as tokenizer_module
 from tokenizer.codec.token_io import CodecTokenFile, TokenFileError, config_digest
-from tokenizer.codec.tokenizer import CodecTokenizer
+from tokenizer.codec.tokenizer import CodecMemoryError, CodecTokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,17 +96,17 @@ class ToyTokenizer(CodecTokenizer[ToyTokenFile]):
     def _decode_length(self, tokens):
         return tokens.codes.size
 
-    def _encode_rows(self, rows):
+    def _encode_rows(self, rows, *, names=()):
         frames = [-(-r.size // self.cfg.hop) for r in rows]
         n = max(frames) * self.cfg.hop
         wav = np.stack([np.pad(r, (0, n - r.size)) for r in self._fill(rows)])[..., None]
-        codes = np.asarray(self._encode(self._state, wav))
+        codes = np.asarray(self._call(self._encode, wav, names=names))
         return [codes[j, :f] for j, f in enumerate(frames)]
 
-    def _decode_rows(self, rows):
+    def _decode_rows(self, rows, *, names=()):
         t = max(r.codes.size for r in rows)
         codes = np.stack([np.pad(r.codes, (0, t - r.codes.size)) for r in self._fill(rows)])
-        wav = np.asarray(self._decode(self._state, codes))[..., 0]
+        wav = np.asarray(self._call(self._decode, codes, names=names))[..., 0]
         return [wav[j] for j in range(len(rows))]
 
 
@@ -133,6 +134,33 @@ def test_batched_encode_decode_keeps_lengths_and_codes():
         assert b.dtype == np.float32 and b.size == w.size
         whole = w.size // 4 * 4
         np.testing.assert_allclose(b[:whole], w[:whole], atol=1e-6)
+
+
+def _short_and_long(monkeypatch, tok):
+    """A 40-sample and a 40 000-sample waveform, with the free memory set so that only
+    calls carrying the long one do not fit (the toy's call needs ~4 bytes a sample)."""
+    rng = np.random.default_rng(0)
+    wavs = [rng.uniform(-1, 1, n).astype(np.float32) for n in (40, 40_000)]
+    small, _ = tok.memory_needed(tok._encode, np.zeros((2, 40, 1), np.float32))
+    monkeypatch.setattr(tokenizer_module, "available_memory_bytes",
+                        lambda: int((small + 60_000) / tokenizer_module.MEMORY_MARGIN))
+    return wavs
+
+
+def test_a_call_too_big_for_memory_is_named_and_the_rest_goes_on(monkeypatch):
+    """A batch that would not fit in the free memory (XLA's estimate) is retried one
+    input at a time; an input that alone does not fit raises an error naming it, or
+    goes to ``on_too_big`` and gets None while the others are encoded."""
+    tok = _tok(batch_size=2)
+    wavs = _short_and_long(monkeypatch, tok)
+    with pytest.raises(CodecMemoryError, match=r"long\.wav: one toy call .* needs about"):
+        tok.encode(wavs, names=["short.wav", "long.wav"])
+    too_big = []
+    tokens = tok.encode(wavs, names=["short.wav", "long.wav"],
+                        on_too_big=lambda i, e: too_big.append((i, str(e))))
+    assert tokens[1] is None and [i for i, _ in too_big] == [1]
+    assert "long.wav" in too_big[0][1] and "KiB is free" in too_big[0][1]
+    np.testing.assert_array_equal(tokens[0].codes, _tok().encode(wavs[:1])[0].codes)
 
 
 def test_loudness_gain_is_recorded_and_undone():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tokenizer.snac.token_stats import (
+    _num,
     analyze,
     bpe,
     flatten_frames,
@@ -140,9 +141,32 @@ def test_report_json_and_table(rng):
     assert d["streams"][-1]["vocab_size"] == 3 * 64
     assert len(d["streams"][0]["counts"]) == 64
     assert set(d["streams"][0]["bpe"]["ratio"]) == {"10", "50"}
-    lines = report.format_table().splitlines()
+    table = report.format_table()
+    lines = table.split("\n\n")[0].splitlines()
     assert len(lines) == 2 + 4 and lines[0].startswith("stream")
+    for column in ("ppl", "gini", "H(n|c)", "MI", "sparsity", "bpe@N"):  # explained
+        assert f"\n  {column} " in table
     assert d["recommendation"] == recommendation(report)
+
+
+def test_no_negative_zero_in_the_table():
+    """A statistic that rounds to zero prints as 0, never "-0.00" (e.g. the mutual
+    information of independent codes, which the plug-in estimate can put a hair below
+    zero)."""
+    assert _num(-1e-9, ".2f") == "0.00" and _num(-4e-5, ".1%") == "0.0%"
+    assert _num(-0.0, ".2e") == "0.00e+00" and _num(-1e-20, ".2e") == "-1.00e-20"
+    assert _num(-0.5, ".2f") == "-0.50" and _num(0.0, ".0f") == "0"
+    report = analyze([[np.zeros(40, int), np.zeros(80, int)]], (2, 1), 16, merges=10)
+    assert "-0." not in report.format_table()
+
+
+def test_a_collapsed_codec_is_flagged_not_advised_on():
+    """One code of 4096 on every frame: the finding is the collapse, not BPE."""
+    files = [[np.zeros(100, int), np.zeros(200, int)] for _ in range(3)]
+    text = recommendation(analyze(files, (2, 1), 4096, merges=20))
+    assert text.startswith("- COLLAPSED: L0 /2 (1 of 4096 codes, perplexity 1.00), "
+                           "L1 /1 (1 of 4096 codes")
+    assert "BPE is worth" not in text and "\n" not in text
 
 
 def test_recommendation_flags_dead_codes_and_repetition():
