@@ -326,6 +326,22 @@ def hf_dataset(name: str, split: str, config: str | None = None, *, streaming: b
                         probe_durations=probe_durations)
 
 
+def dataset_splits(name: str, config: str | None = None, *,
+                   cache_dir: str | None = None) -> list[str] | None:
+    """The split names of ``hf_dataset(name, ...)``'s dataset (None for a single saved
+    ``Dataset``, which is whatever split it was saved as)."""
+    if os.path.exists(os.path.join(name, "state.json")):
+        return None
+    if os.path.exists(os.path.join(name, "dataset_dict.json")):
+        return list(datasets.load_from_disk(name))
+    return _splits(_builder(name, config, cache_dir=cache_dir))
+
+
+def has_split(splits: Sequence[str], split: str) -> bool:
+    """Whether ``splits`` has ``split`` under its name or an alias ("dev" for "validation")."""
+    return split in splits or any(a in splits for a in _SPLIT_ALIASES.get(split, ()))
+
+
 def _resolve_split(name: str, split: str, splits: Sequence[str]) -> str:
     """``split``, or the dataset's own spelling of it ("dev" for "validation")."""
     if not splits or split in splits:

@@ -9,8 +9,9 @@ datasets; both in ``common.data.source_base``, with the row checks every loader 
 
 Training CLIs name a source with ``SourceConfig`` and open it with ``open_source``;
 ``hash_split`` carves validation and test out of a source without them (LJSpeech, a plain
-folder of audio files): by default a slice of about ``AUTO_HOLDOUT`` (at least one
-utterance) becomes "validation", logged when the source is opened.
+folder of audio files, a hub dataset with a train split only): by default a slice of
+about ``AUTO_HOLDOUT`` (at least one utterance) becomes "validation", logged when the
+source is opened.
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ class SourceConfig:
       subsets: LibriTTS subsets to consider (empty: all found); a split reads those
         named ``train-*`` / ``dev-*`` / ``test-*``, or the one subset it names.
       holdout: for layouts without a validation/test split of their own (LJSpeech, a
-        folder with neither), the fraction of utterances, chosen by a hash of the id
-        (of the file path relative to the root, for a folder), held out for each of
+        folder or a (non-streamed) "hf" dataset with neither), the fraction of
+        utterances, chosen by a hash of the id (of the file path relative to the root,
+        for a folder), held out for each of
         validation and test. None (the default): about 5% (``AUTO_HOLDOUT``, at least
         one utterance) for validation, none for test; 0: nothing held out.
       probe_durations: read audio headers for durations the metadata lacks.
@@ -200,8 +202,16 @@ def open_source(cfg: SourceConfig, split: str = "train") -> RecordSource | Strea
         return hash_split(whole, split, cfg.holdout,
                           key=lambda rec: os.path.relpath(rec["audio_path"], root)
                           .replace(os.sep, "/"))
-    return hf.hf_dataset(cfg.path, split, cfg.hf_config, streaming=cfg.streaming,
-                         cache_dir=cfg.cache_dir, **common)
+    hf_args = {"streaming": cfg.streaming, "cache_dir": cfg.cache_dir, **common}
+    if not cfg.streaming and cfg.holdout != 0.0 and split in ("train", "validation", "test"):
+        # A dataset published with a train split only (many speech sets on the hub) is
+        # split as a plain folder is: validation (and test) carved out of train.
+        splits = hf.dataset_splits(cfg.path, cfg.hf_config, cache_dir=cfg.cache_dir)
+        if (splits and hf.has_split(splits, "train")
+                and not any(hf.has_split(splits, s) for s in ("validation", "test"))):
+            whole = hf.hf_dataset(cfg.path, "train", cfg.hf_config, **hf_args)
+            return hash_split(whole, split, cfg.holdout)
+    return hf.hf_dataset(cfg.path, split, cfg.hf_config, **hf_args)
 
 
 def _open_corpus(cfg: SourceConfig, split: str) -> RecordSource:

@@ -421,6 +421,27 @@ def test_a_plain_folder_holds_out_validation(tmp_path, caplog):
     assert sum(sizes) == 12 and sizes[1] >= 1
 
 
+def test_a_train_only_hf_dataset_holds_out_validation(tmp_path):
+    """A hub-style dataset with a train split only validates on a hashed slice of it, as
+    a plain folder does; one with a validation split (or "dev") reads its own."""
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    hub_like(12).to_parquet(str(tmp_path / "hub" / "data" / "train-00000-of-00001.parquet"))
+    cfg = SourceConfig(kind="hf", path=str(tmp_path / "hub"), cache_dir=str(tmp_path / "c"))
+    train, val = open_source(cfg, "train"), open_source(cfg, "validation")
+    ids = [{r["id"] for r in src} for src in (train, val)]
+    assert len(ids[1]) >= 1 and not ids[0] & ids[1] and len(ids[0] | ids[1]) == 12
+    assert val.name == "hub:train:validation"
+    with pytest.raises(DataError, match=r"no 'test' split"):
+        open_source(cfg, "test")
+    with pytest.raises(DataError, match=r"no split 'validation'"):
+        open_source(dataclasses.replace(cfg, holdout=0.0), "validation")
+    datasets.DatasetDict({"train": hub_like(3, decode=False, with_id=True),
+                          "dev": hub_like(2, decode=False, with_id=True)}).save_to_disk(
+        str(tmp_path / "saved"))
+    saved = dataclasses.replace(cfg, path=str(tmp_path / "saved"))
+    assert len(open_source(saved, "train")) == 3 and len(open_source(saved, "validation")) == 2
+
+
 def test_all_rows_bad_is_an_error(tmp_path):
     make_ljspeech(tmp_path, n=3, missing=(0, 1, 2))
     with pytest.raises(DataError, match=r"ljspeech: all 3 rows are bad input .*missing=3"):
