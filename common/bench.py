@@ -17,7 +17,7 @@ import numpy as np
 
 from common.train.hardware import peak_flops
 from common.train.mesh import batch_sharding, host_to_global, make_mesh, state_shardings
-from common.train.step import jit_train_step
+from common.train.step import init_state, jit_train_step
 
 
 @dataclasses.dataclass
@@ -114,19 +114,24 @@ class TrainStepTiming:
     abstract: Any
     state: Any
     metrics: Any
+    init_s: float = 0.0
+    """building the initial state: tracing, compiling and running ``program.init``."""
 
 
 def bench_train_step(program: Any, mesh_config: Any, host_batch: Any, *, iters: int
                      ) -> TrainStepTiming:
     """Time ``program.step`` (a ``common.train.program.Program``) exactly as
-    ``common.train.loop.train`` runs it: state built sharded on the mesh, the step jitted
+    ``common.train.loop.train`` runs it: state built sharded on the mesh (timed as
+    ``init_s``), the step jitted
     with donation, the batch put on the mesh. Compiled once ahead of time (the compile
     time and XLA's FLOPs are measured), then ``iters`` steps after one warm-up step, the
     donated state threaded through."""
     mesh = make_mesh(mesh_config)
+    t0 = time.perf_counter()
     abstract = jax.eval_shape(program.init)
     shardings = state_shardings(abstract, mesh)
-    state = jax.jit(program.init, out_shardings=shardings)()
+    state = jax.block_until_ready(init_state(program.init, shardings))
+    init_s = time.perf_counter() - t0
     step = jit_train_step(program.step, shardings, batch_sharding(mesh))
     batch = host_to_global(host_batch, mesh)
     compile_s, flops, step_exe = compile_keep(step, state, batch)
@@ -139,7 +144,7 @@ def bench_train_step(program: Any, mesh_config: Any, host_batch: Any, *, iters: 
     # Already compiled: time_jitted's first call serves as the warm-up.
     _, mean_s, std_s = timed(call, batch, iters=iters, warmup=0)
     return TrainStepTiming(compile_s, flops, mean_s, std_s, abstract, holder["state"],
-                           holder["metrics"])
+                           holder["metrics"], init_s)
 
 
 def print_table(rows: Sequence[dict[str, Any]], title: str | None = None) -> None:

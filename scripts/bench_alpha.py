@@ -5,6 +5,7 @@
     uv run python scripts/bench_alpha.py --presets small base --seconds 2 --json alpha.json
     uv run python scripts/bench_alpha.py --presets tiny --causal      # + streaming chunks
     uv run python scripts/bench_alpha.py --presets tiny --phases gan pre-start
+    uv run python scripts/bench_alpha.py --presets cpu --phases generator
 
 Two tables per run, for each preset of ``tokenizer.alpha.config.PRESETS``:
 
@@ -15,7 +16,10 @@ Two tables per run, for each preset of ``tokenizer.alpha.config.PRESETS``:
    (``gan.disc_start_step=0``); phase ``pre-start`` (on request: one more compile) is the
    step before the discriminator starts, which still runs both discriminator passes and
    their backward (only the discriminator's update is skipped), so it costs about as
-   much. Columns: parameters (generator / discriminator), compile time, step time
+   much; phase ``generator`` (on request) is the warm-up step a run takes before a
+   fixed start step, the generator alone (what the ``cpu`` preset runs throughout).
+   Columns: parameters (generator / discriminator), state init (trace, compile,
+   run of the init), compile time of the step, step time
    (mean and std over ``--iters``), samples/s, seconds of audio per second, MFU (XLA's
    FLOP count over the device's peak; "-" where the peak is unknown, e.g. on CPU) and
    peak memory (process-wide so far: device peak on accelerators, max RSS on CPU).
@@ -51,7 +55,9 @@ from tokenizer.alpha.model import AlphaCodec
 from tokenizer.alpha.streaming import StreamingCodec
 from tokenizer.alpha.training import build_program
 
-PHASES = {"gan": 0, "pre-start": 2**30}  # gan.disc_start_step of each phase
+# gan.disc_start_step of each phase; "generator" times the warm-up step (the
+# discriminator not run at all), what a run executes before a fixed start step.
+PHASES = {"gan": 0, "pre-start": 2**30, "generator": 2**30}
 PHONEMES_PER_SECOND = 12  # typical espeak output; sets the CTC targets' length
 
 
@@ -116,6 +122,10 @@ def bench_train_step(name: str, cfg: AlphaConfig, phase: str, iters: int):
     """One row of table 1, and the generator after the timed steps."""
     gan = dataclasses.replace(cfg.gan, disc_start_step=PHASES[phase], disc_start_loss=None)
     program = build_program(dataclasses.replace(cfg, gan=gan))
+    if phase == "generator":
+        if program.warmup_step is None:
+            raise RuntimeError(f"{name}: no generator-only warm-up step to time")
+        program = dataclasses.replace(program, step=program.warmup_step)
     host = synthetic_batch(cfg)
     t = bench.bench_train_step(program, cfg.train.mesh, host, iters=iters)
     m = jax.device_get(t.metrics)
@@ -125,7 +135,7 @@ def bench_train_step(name: str, cfg: AlphaConfig, phase: str, iters: int):
     row = {"preset": name, "phase": phase,
            "gen_M": bench.n_params(t.abstract.gen.params),
            "disc_M": bench.n_params(t.abstract.disc.params),
-           "batch": b, "seconds": seconds, "compile_s": t.compile_s,
+           "batch": b, "seconds": seconds, "init_s": t.init_s, "compile_s": t.compile_s,
            "step_ms": t.mean_s * 1e3, "std_ms": t.std_s * 1e3,
            "samples_per_s": b / t.mean_s, "audio_s_per_s": b * seconds / t.mean_s,
            "mfu": bench.mfu(t.flops, t.mean_s, jax.device_count()),

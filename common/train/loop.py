@@ -47,7 +47,7 @@ from common.train.optim import OptimizerConfig
 from common.train.program import Program
 from common.train.resume_check import schedule_changes
 from common.train.runs import UNKNOWN, read_run_info, start_run
-from common.train.step import jit_train_step
+from common.train.step import init_state, jit_train_step
 from common.train.stopping import NonFiniteWatch, StopAgreement, StopFlag
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def train(
     else:
         if cfg.resume:
             log.warning("--resume: no checkpoint in %s yet; starting from scratch", run_dir)
-        state = jax.jit(program.init, out_shardings=shardings)()
+        state = init_state(program.init, shardings)
     write_config_json(run_dir, config_dict)
 
     step_fn = jit_train_step(program.step, shardings, batch_sh)
