@@ -17,7 +17,7 @@ import numpy as np
 
 from common.train.hardware import peak_flops
 from common.train.mesh import batch_sharding, host_to_global, make_mesh, state_shardings
-from common.train.step import init_state, jit_train_step
+from common.train.step import jit_train_step, trace_init
 
 
 @dataclasses.dataclass
@@ -128,9 +128,10 @@ def bench_train_step(program: Any, mesh_config: Any, host_batch: Any, *, iters: 
     donated state threaded through."""
     mesh = make_mesh(mesh_config)
     t0 = time.perf_counter()
-    abstract = jax.eval_shape(program.init)
+    traced = trace_init(program.init)
+    abstract = traced.abstract
     shardings = state_shardings(abstract, mesh)
-    state = jax.block_until_ready(init_state(program.init, shardings))
+    state = jax.block_until_ready(traced.build(shardings))
     init_s = time.perf_counter() - t0
     step = jit_train_step(program.step, shardings, batch_sharding(mesh))
     batch = host_to_global(host_batch, mesh)

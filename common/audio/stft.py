@@ -32,6 +32,29 @@ PaddingSide = Literal["right", "left"]
 PAD_MODES = ("constant", "reflect")
 
 
+# scipy.signal's general cosine windows by their coefficients, computed as scipy does
+# (its Hamming is general_hamming(0.54): the second coefficient is 1 - 0.54, not 0.46).
+COSINE_WINDOWS: dict[str, tuple[float, ...]] = {
+    "hann": (0.5, 1.0 - 0.5),
+    "hamming": (0.54, 1.0 - 0.54),
+    "blackman": (0.42, 0.50, 0.08),
+    "boxcar": (1.0,),
+}
+
+
+def periodic_cosine_window(coefs: tuple[float, ...], length: int) -> np.ndarray:
+    """``scipy.signal.get_window(name, length, fftbins=True)`` for a general cosine
+    window (``sum_k a_k cos(k x)``, x over [-pi, pi] on ``length + 1`` points, the last
+    dropped), with the same float64 operations. Returns ``[length]``."""
+    if length <= 1:  # scipy's length guard
+        return np.ones(length)
+    x = np.linspace(-np.pi, np.pi, length + 1)
+    win = np.zeros(length + 1)
+    for k, a in enumerate(coefs):
+        win += a * np.cos(k * x)
+    return win[:-1]
+
+
 def get_window(window: WindowSpec, win_length: int, n_fft: int) -> np.ndarray:
     """librosa's analysis window: periodic ``window`` of ``win_length`` centred in ``n_fft``.
 
@@ -39,11 +62,15 @@ def get_window(window: WindowSpec, win_length: int, n_fft: int) -> np.ndarray:
     """
     if not 0 < win_length <= n_fft:
         raise ValueError(f"win_length={win_length} must be in (0, n_fft={n_fft}]")
-    # Imported here: scipy.signal's import costs seconds (it loads scipy.stats), and every
-    # codec config reaches this module through the spectral losses.
-    import scipy.signal
+    name = window[0] if isinstance(window, tuple) and len(window) == 1 else window
+    if isinstance(name, str) and name in COSINE_WINDOWS:
+        win = periodic_cosine_window(COSINE_WINDOWS[name], win_length)
+    else:
+        # Imported only here: scipy.signal's import costs ~3 s (it loads scipy.stats),
+        # which every codec's first trace paid for the Hann window alone.
+        import scipy.signal
 
-    win = scipy.signal.get_window(window, win_length, fftbins=True).astype(np.float64)
+        win = scipy.signal.get_window(window, win_length, fftbins=True).astype(np.float64)
     lpad = (n_fft - win_length) // 2  # librosa.util.pad_center puts the odd sample right
     return np.pad(win, (lpad, n_fft - win_length - lpad))
 

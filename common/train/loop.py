@@ -47,7 +47,7 @@ from common.train.optim import OptimizerConfig
 from common.train.program import Program
 from common.train.resume_check import schedule_changes
 from common.train.runs import UNKNOWN, read_run_info, start_run
-from common.train.step import init_state, jit_train_step
+from common.train.step import jit_train_step, trace_init
 from common.train.stopping import NonFiniteWatch, StopAgreement, StopFlag
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,8 @@ def train(
     # Before any compiling: resuming another kind's run fails here, with a clear message.
     start_run(run_dir, kind, source=init_from, config=config, write=jax.process_index() == 0)
     mesh = make_mesh(cfg.mesh)
-    abstract = jax.eval_shape(program.init)
+    traced_init = trace_init(program.init)
+    abstract = traced_init.abstract
     shardings = state_shardings(abstract, mesh)
     batch_sh = make_batch_sharding(mesh)
 
@@ -190,7 +191,7 @@ def train(
     else:
         if cfg.resume:
             log.warning("--resume: no checkpoint in %s yet; starting from scratch", run_dir)
-        state = init_state(program.init, shardings)
+        state = traced_init.build(shardings)
     write_config_json(run_dir, config_dict)
 
     step_fn = jit_train_step(program.step, shardings, batch_sh)

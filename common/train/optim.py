@@ -4,7 +4,8 @@
 
     multi_transform(freeze)            # only if cfg.freeze: frozen leaves -> zero, no state
       chain(grokfast?,                 # filter raw gradients (common.train.grokfast)
-            clip_by_global_norm?,      # cfg.global_clip_norm (none for ScaledAdam)
+            clip_by_global_norm?,      # cfg.global_clip_norm (none for ScaledAdam); takes
+                                       # the step's gradient norm as ``grad_norm=``
             adamw | adam | sgd | scaled_adam(make_schedule(cfg)))
 
 Everything works on any pytree of arrays, in particular the ``nnx.State`` of
@@ -35,6 +36,7 @@ __all__ = [
     "FROZEN",
     "TRAINABLE",
     "OptimizerConfig",
+    "clip_by_global_norm",
     "make_optimizer",
     "make_schedule",
     "param_path_labels",
@@ -168,11 +170,37 @@ def _base_optimizer(cfg: OptimizerConfig, lr: optax.Schedule) -> optax.GradientT
     )
 
 
+def clip_by_global_norm(max_norm: float, *, given_norm: bool = True
+                        ) -> optax.GradientTransformationExtraArgs:
+    """``optax.clip_by_global_norm`` (same arithmetic) that takes the gradients' global
+    norm from the caller as the extra argument ``grad_norm`` when ``given_norm``.
+
+    The train step computes that norm once for its skip test, its metric and this clip:
+    a norm over hundreds of parameter leaves compiles to one of the largest kernels of
+    the step on XLA's CPU backend (three of them were a tenth of the alpha codec's
+    code). Without ``grad_norm`` (or with ``given_norm=False``: inside a freeze, where
+    the norm must cover the trainable leaves only) it computes the norm itself.
+    """
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None, *, grad_norm=None, **extra_args):
+        del params, extra_args
+        norm = grad_norm if given_norm and grad_norm is not None else optax.tree.norm(updates)
+        trigger = jnp.squeeze(norm < max_norm)
+        clip = lambda t: jax.lax.select(trigger, t, (t / norm.astype(t.dtype)) * max_norm)
+        return jax.tree.map(clip, updates), state
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
 def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
     """The full gradient transformation for ``cfg`` (see the module docstring).
 
-    ``update`` needs ``params`` (AdamW's decay, ScaledAdam). The learning rate follows
-    ``make_schedule(cfg)`` of the optimizer's own step count.
+    ``update`` needs ``params`` (AdamW's decay, ScaledAdam) and takes the gradients'
+    global norm as ``grad_norm=`` (the clip uses it instead of computing its own). The
+    learning rate follows ``make_schedule(cfg)`` of the optimizer's own step count.
     """
     parts = []
     if cfg.grokfast == "ema":
@@ -180,7 +208,7 @@ def make_optimizer(cfg: OptimizerConfig) -> optax.GradientTransformation:
     elif cfg.grokfast == "ma":
         parts.append(grokfast_ma(cfg.grokfast_window, cfg.grokfast_lamb))
     if cfg.global_clip_norm is not None:
-        parts.append(optax.clip_by_global_norm(cfg.global_clip_norm))
+        parts.append(clip_by_global_norm(cfg.global_clip_norm, given_norm=not cfg.freeze))
     parts.append(_base_optimizer(cfg, make_schedule(cfg)))
     tx = optax.chain(*parts)
     if not cfg.freeze:

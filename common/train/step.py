@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import optax
 from flax import nnx
@@ -66,12 +67,6 @@ class TrainState:
         return cls(params=params, rest=rest, **train)
 
 
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
 def split_micro(batch: Any, n: int) -> Any:
     """``[B, ...] -> [n, B/n, ...]`` taking every n-th example, so each device's
     contiguous shard of the batch contributes equally to every micro-batch (no
@@ -94,14 +89,21 @@ def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, rest: Any,
     discriminator before its start step). The step counter always advances.
     Returns the new state and ``grad_norm``, ``update_norm``, ``skipped`` metrics.
     """
-    finite = jnp.isfinite(loss) & _all_finite(grads)
+    # One global norm serves the skip test, the metric and the optimizer's clip: a NaN or
+    # inf in any gradient makes it non-finite, and so does a norm past float32's range
+    # (about 1.8e19 per element), an update no run would want either. Per-leaf
+    # isfinite tests and a second norm cost compile time (one kernel per leaf).
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = finite & jnp.asarray(enabled)
+    tx = optax.with_extra_args_support(tx)
 
     # One conditional rather than a jnp.where per leaf: per-leaf selects on a predicate
     # that reduces over every gradient make XLA's CPU compile several times slower
     # (48 s instead of 9 s for the alpha codec), and a skipped update costs nothing.
     def update(_):
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params,
+                                       grad_norm=grad_norm)
         return (optax.apply_updates(state.params, updates), opt_state, rest,
                 optax.tree.norm(updates).astype(jnp.float32))
 
@@ -118,7 +120,7 @@ def apply_gradients(state: TrainState, grads: Any, loss: jax.Array, rest: Any,
         nonfinite_run=jnp.where(finite, 0, state.nonfinite_run + 1),
         nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
     )
-    metrics = dict(grad_norm=optax.tree.norm(grads), update_norm=update_norm,
+    metrics = dict(grad_norm=grad_norm, update_norm=update_norm,
                    skipped=(~finite).astype(jnp.float32))
     return new_state, metrics
 
@@ -203,9 +205,34 @@ def make_eval_step(graphdef: nnx.GraphDef, loss_fn: LossFn) -> Callable:
 _INIT_CPU_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
+@dataclasses.dataclass(frozen=True)
+class TracedInit:
+    """A program's ``init`` traced once: ``abstract`` is its output as shape structs
+    (what ``eval_shape`` gives: for shardings and checkpoint targets), and ``build``
+    compiles and runs the same trace. Building the models' Python objects is most of a
+    trace (~3 s for the tiny alpha GAN on 2 CPU cores), and ``eval_shape`` followed by
+    ``jax.jit(init)`` paid it twice."""
+
+    abstract: Any
+    traced: jax.stages.Traced
+
+    def build(self, state_shardings: Any) -> Any:
+        """The state, each leaf placed at ``state_shardings``; on CPU compiled without
+        backend optimisation (it runs once)."""
+        closed, out_tree = self.traced.jaxpr, self.traced.out_tree
+        replay = jax.jit(jax.extend.core.jaxpr_as_fun(closed),
+                         out_shardings=out_tree.flatten_up_to(state_shardings))
+        options = _INIT_CPU_OPTIONS if jax.default_backend() == "cpu" else None
+        return out_tree.unflatten(replay.lower().compile(compiler_options=options)())
+
+
+def trace_init(init: Callable[[], Any]) -> TracedInit:
+    """Trace ``init()`` once (see ``TracedInit``)."""
+    traced = jax.jit(init).trace()
+    return TracedInit(traced.out_info, traced)
+
+
 def init_state(init: Callable[[], Any], state_shardings: Any) -> Any:
-    """``init()`` compiled with its output placed at ``state_shardings``, and run; on CPU
-    compiled without backend optimisation (it runs once)."""
-    lowered = jax.jit(init, out_shardings=state_shardings).lower()
-    options = _INIT_CPU_OPTIONS if jax.default_backend() == "cpu" else None
-    return lowered.compile(compiler_options=options)()
+    """``init()`` compiled with its output placed at ``state_shardings``, and run (one
+    trace; use ``trace_init`` when the shardings come from the same trace)."""
+    return trace_init(init).build(state_shardings)

@@ -235,9 +235,9 @@ def test_scaled_adam_gets_no_global_clip(monkeypatch):
     import common.train.optim as optim_module
 
     clips = []
-    real = optax.clip_by_global_norm
-    monkeypatch.setattr(optim_module.optax, "clip_by_global_norm",
-                        lambda n: clips.append(n) or real(n))
+    real = optim_module.clip_by_global_norm
+    monkeypatch.setattr(optim_module, "clip_by_global_norm",
+                        lambda n, **kw: clips.append(n) or real(n, **kw))
     make_optimizer(OptimizerConfig(name="scaled_adam", schedule="constant"))
     assert clips == []
     make_optimizer(OptimizerConfig(name="adamw", schedule="constant"))
@@ -450,3 +450,31 @@ def test_nnx_state_end_to_end(rng, cfg):
 
 def _flat_value(state, path):
     return np.asarray(dict(nnx.to_flat_state(state))[tuple(path)][...])
+
+
+@pytest.mark.parametrize("scale", [0.1, 10.0])
+def test_clip_takes_the_given_norm(rng, scale):
+    """The clip is optax's, bit for bit, whether it computes the norm or is handed it
+    (the train step passes the norm it computed for its skip test and metric)."""
+    from common.train.optim import clip_by_global_norm
+
+    grads = jax.tree.map(lambda x: x * scale, _tree(rng))
+    ref, _ = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    tx = clip_by_global_norm(1.0)
+    own, _ = tx.update(grads, tx.init(grads))
+    given, _ = tx.update(grads, tx.init(grads), grad_norm=optax.tree.norm(grads))
+    for got in (own, given):
+        jax.tree.map(np.testing.assert_array_equal, got, ref)
+
+
+def test_frozen_clip_ignores_the_given_norm(rng):
+    """Inside a freeze the clip covers the trainable leaves only, as before: the norm of
+    all gradients (frozen ones included) handed by the step must not replace it."""
+    params = {"a": jnp.ones((3,)), "b": jnp.ones((4,))}
+    grads = {"a": jnp.full((3,), 10.0), "b": jnp.full((4,), 1000.0)}
+    cfg = OptimizerConfig(name="sgd", lr=1.0, schedule="constant", clip_norm=1.0,
+                          freeze=("^b",))
+    tx = make_optimizer(cfg)
+    u, _ = tx.update(grads, tx.init(params), params, grad_norm=optax.tree.norm(grads))
+    assert_close(optax.tree.norm(u["a"]), 1.0)
+    np.testing.assert_array_equal(u["b"], 0.0)

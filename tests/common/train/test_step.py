@@ -10,7 +10,14 @@ import pytest
 from flax import nnx
 
 from common.train.mesh import MeshConfig, batch_sharding, make_mesh, state_shardings
-from common.train.step import TrainState, jit_train_step, make_eval_step, make_train_step
+from common.train.step import (
+    TrainState,
+    apply_gradients,
+    jit_train_step,
+    make_eval_step,
+    make_train_step,
+    trace_init,
+)
 from tests.common.train.toy import Toy, ToyConfig, toy_batch, toy_loss
 from tests.helpers import assert_close
 
@@ -133,6 +140,48 @@ def test_nonfinite_updates_are_skipped_and_counted():
     state, m = step(state, toy_batch(2))
     assert float(m["skipped"]) == 0.0 and int(state.nonfinite_run) == 0
     assert int(state.nonfinite_total) == 2
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e20], ids=["nan", "inf", "overflow"])
+def test_one_bad_gradient_leaf_skips_the_update(bad):
+    """A finite loss with one bad gradient element is skipped: the test is the global
+    norm's finiteness, so a gradient whose norm overflows float32 counts as bad too."""
+    params = {"a": jnp.ones((3,)), "b": jnp.ones((2, 2))}
+    tx = optax.sgd(0.1)
+    zero = jnp.zeros((), jnp.int32)
+    state = TrainState(step=zero, params=params, rest={}, opt_state=tx.init(params),
+                       rng=jax.random.key(0), nonfinite_run=zero, nonfinite_total=zero)
+    grads = {"a": jnp.ones((3,)), "b": jnp.ones((2, 2)).at[1, 0].set(bad)}
+    new, m = jax.jit(lambda s, g: apply_gradients(s, g, jnp.float32(1.0), {}, tx))(state, grads)
+    assert float(m["skipped"]) == 1.0 and int(new.nonfinite_total) == 1
+    jax.tree.map(np.testing.assert_array_equal, new.params, params)
+    good, m = apply_gradients(state, {"a": grads["a"], "b": jnp.ones((2, 2))},
+                              jnp.float32(1.0), {}, tx)
+    assert float(m["skipped"]) == 0.0
+    assert_close(m["grad_norm"], np.sqrt(7.0))
+    np.testing.assert_allclose(good.params["a"], 0.9, rtol=1e-6)
+
+
+def test_traced_init_is_eval_shape_and_jit():
+    """One trace gives both the abstract state and the state itself, placed as asked."""
+    tx = optax.adam(1e-3)
+    init = lambda: TrainState.create(Toy(ToyConfig(), rngs=nnx.Rngs(0)), tx,
+                                     jax.random.key(1))[1]
+    traced = trace_init(init)
+    ref = jax.eval_shape(init)
+    assert jax.tree.structure(traced.abstract) == jax.tree.structure(ref)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), traced.abstract) == \
+        jax.tree.map(lambda a: (a.shape, a.dtype), ref)
+    shardings = state_shardings(traced.abstract, make_mesh(MeshConfig(data=1),
+                                                           jax.devices()[:1]))
+    state = traced.build(shardings)
+    want = jax.jit(init)()
+    unkey = lambda x: (jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+                       else x)
+    for a, b, sh in zip(jax.tree.leaves(state), jax.tree.leaves(want),
+                        jax.tree.leaves(shardings), strict=True):
+        np.testing.assert_array_equal(unkey(a), unkey(b))
+        assert a.sharding == sh
 
 
 @pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
