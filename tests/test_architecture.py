@@ -1,7 +1,8 @@
 """The dependency direction of docs/ARCHITECTURE.md, held by the import-linter contracts
 in pyproject.toml (``[tool.importlinter]``): common <- tokenizer <- worldmodel, tts; inside
-common, nn/audio/losses/config <- data <- train <- bench; the codecs on tokenizer.codec and
-independent of each other. A violation fails here with the offending import named."""
+common, nn/audio/losses/config <- speech <- data <- train <- bench; the codecs on
+tokenizer.codec and independent of each other. A violation fails here with the offending
+import named."""
 
 import subprocess
 import sys

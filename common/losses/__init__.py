@@ -1,4 +1,5 @@
-"""Pure loss functions shared by the models: regression, spectral, adversarial, KL, CTC, R1.
+"""Pure loss functions shared by the models: regression, spectral, adversarial, KL, CTC, R1,
+AAM softmax.
 
 Every loss is a pure, jit-friendly function of arrays, computed in float32, masked by
 valid masks where data can be padded (padded entries contribute nothing; means are over
@@ -7,6 +8,7 @@ a flat dict of float32 scalars (``ctc_loss`` adds one ``[B]`` entry). Static cho
 (resolutions, reductions, windows) are keyword arguments meant to be static under jit.
 """
 
+from common.losses.aam_softmax import aam_softmax_loss, cosine_logits
 from common.losses.adversarial import (
     feature_matching_loss,
     hinge_d_loss,
@@ -36,8 +38,10 @@ from common.losses.spectral import (
 
 __all__ = [
     "SC_DENOMINATOR_FLOOR",
+    "aam_softmax_loss",
     "abs_sign_grad",
     "as_batch_time",
+    "cosine_logits",
     "ctc_loss",
     "feature_matching_loss",
     "gaussian_kl",

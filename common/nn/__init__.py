@@ -13,7 +13,7 @@ from common.nn.film import FiLM
 from common.nn.grad_reversal import GradientReversal, gradient_reversal
 from common.nn.linear import Embed, Linear
 from common.nn.masks import make_attention_mask, positions_from_valid, valid_from_lengths
-from common.nn.norms import AdaRMSZero, LayerNorm, RMSNorm
+from common.nn.norms import AdaRMSZero, LayerNorm, RMSNorm, batch_norm
 from common.nn.positional import RoPEConfig, alibi_bias, alibi_slopes, apply_rope
 from common.nn.transformer import TransformerBlock, TransformerConfig, TransformerStack
 
@@ -21,7 +21,7 @@ __all__ = [
     "AdaRMSZero", "Attention", "Conv", "ConvTranspose", "Embed", "FeedForward", "FiLM",
     "GradientReversal", "KVCache", "LayerNorm", "Linear", "RMSNorm", "RoPEConfig", "Snake",
     "TransformerBlock", "TransformerConfig", "TransformerStack", "alibi_bias", "alibi_slopes",
-    "apply_rope", "axes", "dot_product_attention", "get_activation", "gradient_reversal",
-    "make_attention_mask", "positions_from_valid", "reference_attention", "snake",
-    "valid_from_lengths",
+    "apply_rope", "axes", "batch_norm", "dot_product_attention", "get_activation",
+    "gradient_reversal", "make_attention_mask", "positions_from_valid", "reference_attention",
+    "snake", "valid_from_lengths",
 ]

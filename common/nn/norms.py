@@ -1,9 +1,10 @@
-"""Normalisation layers over the channel (last) axis: RMSNorm, LayerNorm, AdaRMSZero.
+"""Normalisation layers over the channel (last) axis: RMSNorm, LayerNorm, AdaRMSZero, and
+``batch_norm`` (flax's BatchNorm with PyTorch's defaults and axis names).
 
-All of them compute statistics and apply the affine part in float32, whatever the
-compute dtype, and cast the result back to the compute dtype (``dtype``, else the
-input's): a mean of squares over a few thousand bf16 values loses most of its digits,
-and the normalised activations feed every residual branch.
+RMSNorm, LayerNorm and AdaRMSZero compute statistics and apply the affine part in
+float32, whatever the compute dtype, and cast the result back to the compute dtype
+(``dtype``, else the input's): a mean of squares over a few thousand bf16 values loses
+most of its digits, and the normalised activations feed every residual branch.
 """
 
 from __future__ import annotations
@@ -166,3 +167,17 @@ class AdaRMSZero(nnx.Module):
         scale, shift, gate = (broadcast_cond(mod[..., i, :], x) for i in range(3))
         y = _rms_normalize(x.astype(jnp.float32), self.eps) * (1.0 + scale) + shift
         return y.astype(dt), gate.astype(dt)
+
+
+def batch_norm(features: int, *, momentum: float = 0.1, epsilon: float = 1e-5,
+               rngs: nnx.Rngs) -> nnx.BatchNorm:
+    """``nnx.BatchNorm`` over the last axis with PyTorch's ``BatchNorm1d`` defaults given
+    in PyTorch's convention (``momentum`` 0.1 is the new batch's weight: flax's 0.9),
+    and the logical axis of every other layer's channels on its scale and bias. Pass
+    ``mask=`` at the call to take the statistics over valid positions only.
+
+    Shapes: ``x [..., features] -> [..., features]``.
+    """
+    meta = {"out_sharding": (ax.CONV_OUT,), "eager_sharding": False}
+    return nnx.BatchNorm(features, momentum=1.0 - momentum, epsilon=epsilon,
+                         scale_metadata=meta, bias_metadata=meta, rngs=rngs)
