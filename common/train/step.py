@@ -220,10 +220,12 @@ class TracedInit:
         """The state, each leaf placed at ``state_shardings``; on CPU compiled without
         backend optimisation (it runs once)."""
         closed, out_tree = self.traced.jaxpr, self.traced.out_tree
-        replay = jax.jit(jax.extend.core.jaxpr_as_fun(closed),
-                         out_shardings=out_tree.flatten_up_to(state_shardings))
+        # The shardings are a prefix of the state (one sharding stands for an optax
+        # MaskedNode, an empty node), as jax.jit's out_shardings takes them.
+        replay = jax.jit(lambda: out_tree.unflatten(jax.extend.core.jaxpr_as_fun(closed)()),
+                         out_shardings=state_shardings)
         options = _INIT_CPU_OPTIONS if jax.default_backend() == "cpu" else None
-        return out_tree.unflatten(replay.lower().compile(compiler_options=options)())
+        return replay.lower().compile(compiler_options=options)()
 
 
 def trace_init(init: Callable[[], Any]) -> TracedInit:
