@@ -2,6 +2,7 @@
 world model conditions on and that the TTS evaluation scores voices with."""
 
 from common.speech.ecapa import EcapaConfig, EcapaTdnn
+from common.speech.features import MelFeatures
 from common.speech.pooling import AttentiveStatsPool, masked_mean_std
 
-__all__ = ["AttentiveStatsPool", "EcapaConfig", "EcapaTdnn", "masked_mean_std"]
+__all__ = ["AttentiveStatsPool", "EcapaConfig", "EcapaTdnn", "MelFeatures", "masked_mean_std"]
