@@ -17,21 +17,25 @@ MODELS = {
 }
 
 
-def usage() -> str:
-    return (f"usage: python -m worldmodel.train <model> [options]\n"
-            f"models: {', '.join(MODELS)} (python -m worldmodel.train <model> --help)")
+def dispatch(command: str, doc: str, models: dict[str, str],
+             argv: Sequence[str] | None = None):
+    """Run ``models[argv[0]]``'s ``main(argv[1:])``; with no model (or ``--help``) print
+    ``doc`` and the models; an unknown one exits 2 naming the choices."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = (f"usage: python -m {command} <model> [options]\n"
+             f"models: {', '.join(models)} (python -m {command} <model> --help)")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(doc.strip() + "\n\n" + usage)
+        return None
+    name, rest = argv[0], argv[1:]
+    if name not in models:
+        print(f"{command}: unknown model {name!r}\n{usage}", file=sys.stderr)
+        raise SystemExit(2)
+    return importlib.import_module(models[name]).main(rest)
 
 
 def main(argv: Sequence[str] | None = None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip() + "\n\n" + usage())
-        return None
-    name, rest = argv[0], argv[1:]
-    if name not in MODELS:
-        print(f"worldmodel.train: unknown model {name!r}\n{usage()}", file=sys.stderr)
-        raise SystemExit(2)
-    return importlib.import_module(MODELS[name]).main(rest)
+    return dispatch("worldmodel.train", __doc__, MODELS, argv)
 
 
 if __name__ == "__main__":

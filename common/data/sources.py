@@ -128,6 +128,8 @@ class SourceConfig:
       cache_dir: datasets' cache directory (None: its default).
       corpus_hours: hours of the default corpus to build ("corpus" with an empty path).
       corpus_sample_rate: its sample rate in Hz.
+      corpus_holdout_speakers: speakers of the default corpus heard only in its test
+        split (unseen: for speaker verification and generalisation tests).
       bad_input: skip or stop on missing/unreadable files (also used by the pipeline).
       language: the language of the transcripts, as an espeak voice ("en-us", "de",
         "fr", ...), for phonemizing them (``common.data.phonemize``). Empty: each
@@ -145,6 +147,7 @@ class SourceConfig:
     cache_dir: str | None = None
     corpus_hours: float = 0.25
     corpus_sample_rate: int = 24000
+    corpus_holdout_speakers: int = 0
     bad_input: BadInputConfig = dataclasses.field(default_factory=BadInputConfig)
     language: str = ""
 
@@ -219,7 +222,8 @@ def _open_corpus(cfg: SourceConfig, split: str) -> RecordSource:
     from common.data.corpus import corpus_records, default_corpus
 
     root = cfg.path or str(default_corpus(sample_rate=cfg.corpus_sample_rate,
-                                          hours=cfg.corpus_hours))
+                                          hours=cfg.corpus_hours,
+                                          holdout_speakers=cfg.corpus_holdout_speakers))
     stats = SkipStats()
     meta = os.path.join(root, split, "metadata.jsonl")
     rows = [(rec, f"{meta} row {i + 1}") for i, rec in enumerate(corpus_records(root, split))]

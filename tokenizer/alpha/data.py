@@ -65,7 +65,8 @@ def resolve_data(cfg: AlphaConfig) -> AlphaConfig:
     if source.kind == "corpus" and not source.path:
         from common.data.corpus import default_corpus
 
-        root = default_corpus(sample_rate=cfg.sample_rate, hours=source.corpus_hours)
+        root = default_corpus(sample_rate=cfg.sample_rate, hours=source.corpus_hours,
+                              holdout_speakers=source.corpus_holdout_speakers)
         source = dataclasses.replace(source, path=str(root),
                                      corpus_sample_rate=cfg.sample_rate)
     vocab_path = data.phoneme_vocab

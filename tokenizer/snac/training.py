@@ -157,7 +157,8 @@ def resolve_data(cfg: SnacConfig) -> SnacConfig:
     if source.kind == "corpus" and not source.path:
         from common.data.corpus import default_corpus
 
-        root = default_corpus(sample_rate=cfg.model.sampling_rate, hours=source.corpus_hours)
+        root = default_corpus(sample_rate=cfg.model.sampling_rate, hours=source.corpus_hours,
+                              holdout_speakers=source.corpus_holdout_speakers)
         source = dataclasses.replace(source, path=str(root),
                                      corpus_sample_rate=cfg.model.sampling_rate)
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=source))

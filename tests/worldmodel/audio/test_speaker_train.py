@@ -13,8 +13,8 @@ from common.data.corpus import CorpusConfig, build_corpus
 from tests.settings import ROOT, TEST_XLA_FLAGS
 from worldmodel import train as wm_train
 
-CORPUS = CorpusConfig(hours=1 / 60, sample_rate=16000, languages=("en-us",), num_speakers=3,
-                      seed=7, valid_fraction=0.25, test_fraction=0.0, holdout_speakers=0,
+CORPUS = CorpusConfig(hours=1 / 45, sample_rate=16000, languages=("en-us",), num_speakers=4,
+                      seed=7, valid_fraction=0.2, test_fraction=0.2, holdout_speakers=1,
                       holdout_languages=(), shard_size=4, workers=1, max_sentences=1)
 
 
@@ -63,7 +63,7 @@ def test_trains_checkpoints_and_resumes_exactly(corpus, tmp_path):
     assert "done at step 4" in out and "aam/loss" in out
     cfg = json.load(open(tmp_path / "full" / "config.json"))
     speakers = cfg["data"]["speakers"]
-    assert len(speakers) == 3 and speakers == sorted(speakers)
+    assert len(speakers) == 3 and speakers == sorted(speakers)  # one speaker held out
     assert sorted(os.listdir(tmp_path / "full" / "checkpoints")) == ["2", "4"]
 
     _train(corpus, tmp_path, "part", 2, cache)
@@ -72,3 +72,12 @@ def test_trains_checkpoints_and_resumes_exactly(corpus, tmp_path):
     assert set(full) >= {1, 2, 3, 4}
     for step in (3, 4):  # after the resume: same data, same RNG, same weights
         assert part[step] == full[step], (step, part[step], full[step])
+
+    from worldmodel.audio.speaker.evaluate import main as eval_main
+
+    result = eval_main(["--run", str(tmp_path / "full"), "--json", str(tmp_path / "v.json")])
+    assert json.loads((tmp_path / "v.json").read_text()) == result
+    assert result["unseen_speakers"] == 1 and result["target_trials"] > 0
+    assert 0.0 <= result["eer"] <= 1.0 and "identification_accuracy" in result
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        eval_main(["--run", str(corpus.parent / "not-a-run")])

@@ -41,7 +41,8 @@ def resolve_data(cfg: SpeakerEncoderConfig) -> SpeakerEncoderConfig:
     if source.kind == "corpus" and not source.path:
         from common.data.corpus import default_corpus
 
-        root = default_corpus(sample_rate=cfg.features.sample_rate, hours=source.corpus_hours)
+        root = default_corpus(sample_rate=cfg.features.sample_rate, hours=source.corpus_hours,
+                              holdout_speakers=source.corpus_holdout_speakers)
         source = dataclasses.replace(source, path=str(root))
     speakers = data.speakers
     if not speakers:

@@ -1,0 +1,24 @@
+"""Evaluate a trained world-model component: ``python -m worldmodel.eval <model> [options]``.
+
+Models (each with ``--help``): ``speaker-encoder`` (equal error rate of verification
+trials, identification accuracy).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from worldmodel.train import dispatch
+
+MODELS = {
+    "speaker-encoder": "worldmodel.audio.speaker.evaluate",
+}
+
+
+def main(argv: Sequence[str] | None = None):
+    return dispatch("worldmodel.eval", __doc__, MODELS, argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
