@@ -13,7 +13,8 @@ COMMANDS = ("common.data.build_corpus", "common.data.preprocess", "common.train.
             "common.train.plot_curves",
             "tokenizer.alpha.infer", "tokenizer.alpha.eval", "tokenizer.alpha.train",
             "tokenizer.snac.infer", "tokenizer.snac.convert", "tokenizer.snac.tokens",
-            "tokenizer.snac.train")
+            "tokenizer.snac.train", "worldmodel.train", "worldmodel.eval",
+            "worldmodel.audio.speaker.train", "worldmodel.audio.speaker.evaluate")
 HEAVY = ("jax", "flax", "orbax", "grain", "datasets", "wandb")
 
 

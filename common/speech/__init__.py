@@ -1,8 +1,8 @@
 """Speech models shared by the packages above ``common``: the speaker encoder that the
-world model conditions on and that the TTS evaluation scores voices with."""
+world model conditions on and that the TTS evaluation scores voices with.
 
-from common.speech.ecapa import EcapaConfig, EcapaTdnn
-from common.speech.features import MelFeatures
-from common.speech.pooling import AttentiveStatsPool, masked_mean_std
-
-__all__ = ["AttentiveStatsPool", "EcapaConfig", "EcapaTdnn", "MelFeatures", "masked_mean_std"]
+Import from the modules: ``common.speech.config`` (``EcapaConfig``, ``MelFeatures``;
+no jax, for commands' configs), ``common.speech.ecapa`` (``EcapaTdnn``),
+``common.speech.features`` (``log_mel_frames``), ``common.speech.pooling``,
+``common.speech.verification`` (trials, EER).
+"""

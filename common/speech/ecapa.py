@@ -22,56 +22,14 @@ Shapes: ``mel [B, T, n_mels]``, ``valid [B, T]`` -> ``[B, embed_dim]`` (float32)
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from common.nn.conv import Conv
 from common.nn.norms import batch_norm
+from common.speech.config import EcapaConfig
 from common.speech.pooling import AttentiveStatsPool, masked_mean_std, uniform_weights
-
-
-@dataclasses.dataclass(frozen=True)
-class EcapaConfig:
-    """ECAPA-TDNN sizes (SpeechBrain's argument names)."""
-
-    n_mels: int = 80
-    """input features per frame."""
-    channels: tuple[int, ...] = (1024, 1024, 1024, 1024, 3072)
-    """the first TDNN, the three SE-Res2Net blocks, and the aggregation TDNN."""
-    kernel_sizes: tuple[int, ...] = (5, 3, 3, 3, 1)
-    dilations: tuple[int, ...] = (1, 2, 3, 4, 1)
-    attention_channels: int = 128
-    """hidden width of the pooling's attention."""
-    res2net_scale: int = 8
-    """channel groups of a Res2Net block (must divide the block's channels)."""
-    se_channels: int = 128
-    """bottleneck of the squeeze-excitation."""
-    global_context: bool = True
-    """the pooling's attention also sees the utterance mean and std."""
-    embed_dim: int = 192
-
-    def __post_init__(self):
-        n = len(self.channels)
-        if n < 3 or len(self.kernel_sizes) != n or len(self.dilations) != n:
-            raise ValueError(f"EcapaConfig: channels, kernel_sizes and dilations need one "
-                             f"entry per layer (>= 3), got {self.channels}, "
-                             f"{self.kernel_sizes}, {self.dilations}")
-        for c in self.channels[1:-1]:
-            if c % self.res2net_scale:
-                raise ValueError(f"EcapaConfig.res2net_scale={self.res2net_scale} must "
-                                 f"divide every block's channels, got {c}")
-
-    @classmethod
-    def base(cls) -> EcapaConfig:
-        return cls()
-
-    @classmethod
-    def tiny(cls) -> EcapaConfig:
-        return cls(channels=(32, 32, 32, 32, 96), attention_channels=16, res2net_scale=4,
-                   se_channels=16, embed_dim=32)
 
 
 def _masked(x: jax.Array, mask: jax.Array) -> jax.Array:

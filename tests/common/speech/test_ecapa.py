@@ -10,7 +10,9 @@ import pytest
 from flax import nnx
 
 from common.nn import axes as ax
-from common.speech import AttentiveStatsPool, EcapaConfig, EcapaTdnn, masked_mean_std
+from common.speech.config import EcapaConfig
+from common.speech.ecapa import EcapaTdnn
+from common.speech.pooling import AttentiveStatsPool, masked_mean_std
 
 CFG = EcapaConfig.tiny()
 

@@ -1,8 +1,8 @@
 """Config of the speaker encoder's training: ``python -m worldmodel.train speaker-encoder``.
 
 Presets: ``tiny`` (the default run and the tests: about a minute on a 2-core CPU),
-``cpu`` (the CPU recipe) and ``base`` (SpeechBrain's ECAPA-TDNN: 1024 channels, 192-d embedding, AAM margin 0.2,
-scale 30, 3 s crops).
+``cpu`` (the CPU recipe) and ``base`` (SpeechBrain's ECAPA-TDNN: 1024 channels, 192-d
+embedding, AAM margin 0.2, scale 30, 3 s crops).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from common.data.sources import SourceConfig
-from common.speech import EcapaConfig, MelFeatures
+from common.speech.config import EcapaConfig, MelFeatures
 from common.train.configs import OptimizerConfig, TrainConfig
 
 

@@ -16,23 +16,16 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import tyro
-from flax import nnx
 
-from common.config import config_from_dict
 from common.console import setup_console
-from common.data.pipeline import PipelineConfig, iterate_eval
-from common.data.source_base import RecordSource
-from common.data.sources import open_source
-from common.speech.verification import cosine_trials, equal_error_rate
-from common.train.checkpoint import load_model
-from common.train.runs import pick_run
-from worldmodel.audio.speaker.config import SpeakerEncoderConfig
-from worldmodel.audio.speaker.training import SpeakerClassifier
+
+if TYPE_CHECKING:
+    from worldmodel.audio.speaker.config import SpeakerEncoderConfig
+    from worldmodel.audio.speaker.training import SpeakerClassifier
 
 log = logging.getLogger(__name__)
 KIND = "worldmodel.speaker_encoder"
@@ -54,6 +47,14 @@ class Options:
 def embed_split(model: SpeakerClassifier, cfg: SpeakerEncoderConfig, records: list[dict],
                 max_seconds: float, batch_size: int) -> tuple[np.ndarray, list[str]]:
     """Embeddings ``[U, D]`` of ``records`` (in order) and their speakers."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from common.data.pipeline import PipelineConfig, iterate_eval
+    from common.data.source_base import RecordSource
+    from common.speech.features import log_mel_frames
+
     speakers = sorted({str(r["speaker"]) for r in records})
     pcfg = PipelineConfig(
         sample_rate=cfg.features.sample_rate, batch_size=batch_size, segment_seconds=None,
@@ -66,7 +67,7 @@ def embed_split(model: SpeakerClassifier, cfg: SpeakerEncoderConfig, records: li
 
     @jax.jit
     def embed(state, audio, lengths):
-        mel, valid = cfg.features(audio, lengths)
+        mel, valid = log_mel_frames(cfg.features, audio, lengths)
         return nnx.merge(graphdef, state)(mel, valid)
 
     embs, labels = [], []
@@ -80,6 +81,15 @@ def embed_split(model: SpeakerClassifier, cfg: SpeakerEncoderConfig, records: li
 
 
 def evaluate(run: Path, opts: Options) -> dict:
+    from flax import nnx
+
+    from common.config import config_from_dict
+    from common.data.sources import open_source
+    from common.speech.verification import cosine_trials, equal_error_rate
+    from common.train.checkpoint import load_model
+    from worldmodel.audio.speaker.config import SpeakerEncoderConfig
+    from worldmodel.audio.speaker.training import SpeakerClassifier
+
     model, d = load_model(run, lambda d: SpeakerClassifier(
         config_from_dict(SpeakerEncoderConfig, d), rngs=nnx.Rngs(0)))
     cfg = config_from_dict(SpeakerEncoderConfig, d)
@@ -123,6 +133,8 @@ def format_table(r: dict) -> str:
 def main(argv=None) -> dict:
     setup_console()
     opts = tyro.cli(Options, args=argv, description=__doc__.split("\n\n")[0])
+    from common.train.runs import pick_run
+
     run = pick_run(opts.run, KIND, "worldmodel.eval speaker-encoder")
     result = evaluate(run, opts)
     print(f"speaker verification, {run} on split {opts.split!r}:\n{format_table(result)}")

@@ -8,7 +8,8 @@ from flax import nnx
 
 from common.losses.aam_softmax import aam_softmax_loss
 from common.nn import axes as ax
-from common.speech import EcapaTdnn
+from common.speech.ecapa import EcapaTdnn
+from common.speech.features import log_mel_frames
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
 from common.train.program import Program, supervised_program
@@ -39,7 +40,7 @@ def make_loss(cfg: SpeakerEncoderConfig):
 
     def loss_fn(model: SpeakerClassifier, batch, key):
         del key
-        mel, valid = cfg.features(batch["audio"], batch["audio_lengths"])
+        mel, valid = log_mel_frames(cfg.features, batch["audio"], batch["audio_lengths"])
         emb = model(mel, valid)
         return aam_softmax_loss(emb, model.classes[...], batch["speaker"],
                                 batch["example_valid"], margin=cfg.margin, scale=cfg.scale)

@@ -1,0 +1,87 @@
+"""Benchmark the world model's audio components' train steps.
+
+    uv run python scripts/bench_worldmodel_audio.py                         # tiny + cpu
+    uv run python scripts/bench_worldmodel_audio.py --presets tiny cpu base --iters 3
+
+For each preset of each model (today the speaker encoder:
+``worldmodel.audio.speaker.config.PRESETS``): the train step exactly as
+``python -m worldmodel.train <model>`` runs it (the program of the model's
+``build_program``, state built and step jitted as ``common.train.loop.train`` does:
+mesh, shardings, donation) on a synthetic batch with the pipeline's keys and layout
+(left-padded audio, every row full). Columns: parameters, state init, compile time,
+step time (mean and std over ``--iters``), samples/s, seconds of audio per second, MFU
+(XLA's FLOPs over the device's peak; "-" where unknown, e.g. CPU), peak memory
+(process-wide so far). Nothing is downloaded and no corpus is built: the speaker table
+is ``--speakers`` synthetic names. Figures go to BENCHMARKS.md with device and date.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import tyro
+
+from common import bench
+from common.data.batching import collate_audio
+from common.train.hardware import peak_memory_bytes
+from worldmodel.audio.speaker.config import PRESETS as SPEAKER_PRESETS
+from worldmodel.audio.speaker.training import build_program as speaker_program
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    presets: tuple[str, ...] = ("tiny", "cpu")
+    """Presets of each model to time (those a model lacks are skipped)."""
+    iters: int = 5
+    """Timed steps after one warm-up."""
+    batch_size: int | None = None
+    """Batch size (default: the preset's)."""
+    speakers: int = 64
+    """Size of the speaker table (the classifier's classes)."""
+    json: Path | None = None
+    """Also write the rows here."""
+
+
+def speaker_row(name: str, args: Options) -> dict:
+    cfg = SPEAKER_PRESETS[name]
+    data = dataclasses.replace(
+        cfg.data, batch_size=args.batch_size or cfg.data.batch_size,
+        speakers=tuple(f"spk{i:03d}" for i in range(args.speakers)))
+    cfg = dataclasses.replace(cfg, data=data)
+    b, sr = data.batch_size, cfg.features.sample_rate
+    n = round(data.segment_seconds * sr)
+    rng = np.random.default_rng(0)
+    batch = collate_audio(list(0.1 * rng.standard_normal((b, n)).astype(np.float32)), n,
+                          (cfg.features.hop_length,))
+    batch["speaker"] = rng.integers(0, args.speakers, b).astype(np.int32)
+    batch["example_valid"] = np.ones(b, bool)
+    t = bench.bench_train_step(speaker_program(cfg), cfg.train.mesh, batch, iters=args.iters)
+    return {"model": "speaker-encoder", "preset": name,
+            "params_M": bench.n_params(t.abstract.params), "batch": b,
+            "seconds": data.segment_seconds, "init_s": t.init_s, "compile_s": t.compile_s,
+            "step_ms": t.mean_s * 1e3, "std_ms": t.std_s * 1e3,
+            "samples_per_s": b / t.mean_s, "audio_s_per_s": b * data.segment_seconds / t.mean_s,
+            "mfu": bench.mfu(t.flops, t.mean_s, jax.device_count()),
+            "peak_mem_MB": (peak_memory_bytes() or 0) / 2**20}
+
+
+def main() -> None:
+    args = tyro.cli(Options, description=__doc__.split("\n\n")[0])
+    backend = bench.describe_backend()
+    print(f"backend: {backend}")
+    rows = []
+    for name in args.presets:
+        if name in SPEAKER_PRESETS:
+            rows.append(speaker_row(name, args))
+            print(f"  speaker-encoder {name}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
+    bench.print_table(rows, f"world-model audio train steps, state donated; {backend}")
+    if args.json:
+        args.json.write_text(json.dumps({"backend": backend, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
