@@ -7,6 +7,7 @@ the defining module.
 from common.nn import axes
 from common.nn.activations import Snake, get_activation, snake
 from common.nn.attention import Attention, KVCache, dot_product_attention, reference_attention
+from common.nn.conformer import ConformerBlock
 from common.nn.conv import Conv, ConvTranspose
 from common.nn.ffn import FeedForward
 from common.nn.film import FiLM
@@ -18,7 +19,7 @@ from common.nn.positional import RoPEConfig, alibi_bias, alibi_slopes, apply_rop
 from common.nn.transformer import TransformerBlock, TransformerConfig, TransformerStack
 
 __all__ = [
-    "AdaRMSZero", "Attention", "Conv", "ConvTranspose", "Embed", "FeedForward", "FiLM",
+    "AdaRMSZero", "Attention", "ConformerBlock", "Conv", "ConvTranspose", "Embed", "FeedForward", "FiLM",
     "GradientReversal", "KVCache", "LayerNorm", "Linear", "RMSNorm", "RoPEConfig", "Snake",
     "TransformerBlock", "TransformerConfig", "TransformerStack", "alibi_bias", "alibi_slopes",
     "apply_rope", "axes", "batch_norm", "dot_product_attention", "get_activation",
