@@ -19,8 +19,8 @@ from common.nn.positional import RoPEConfig, alibi_bias, alibi_slopes, apply_rop
 from common.nn.transformer import TransformerBlock, TransformerConfig, TransformerStack
 
 __all__ = [
-    "AdaRMSZero", "Attention", "ConformerBlock", "Conv", "ConvTranspose", "Embed", "FeedForward", "FiLM",
-    "GradientReversal", "KVCache", "LayerNorm", "Linear", "RMSNorm", "RoPEConfig", "Snake",
+    "AdaRMSZero", "Attention", "ConformerBlock", "Conv", "ConvTranspose", "Embed",
+    "FeedForward", "FiLM", "GradientReversal", "KVCache", "LayerNorm", "Linear", "RMSNorm", "RoPEConfig", "Snake",
     "TransformerBlock", "TransformerConfig", "TransformerStack", "alibi_bias", "alibi_slopes",
     "apply_rope", "axes", "batch_norm", "dot_product_attention", "get_activation",
     "gradient_reversal", "make_attention_mask", "positions_from_valid", "reference_attention",
