@@ -20,7 +20,8 @@ from common.nn.transformer import TransformerBlock, TransformerConfig, Transform
 
 __all__ = [
     "AdaRMSZero", "Attention", "ConformerBlock", "Conv", "ConvTranspose", "Embed",
-    "FeedForward", "FiLM", "GradientReversal", "KVCache", "LayerNorm", "Linear", "RMSNorm", "RoPEConfig", "Snake",
+    "FeedForward", "FiLM", "GradientReversal", "KVCache", "LayerNorm", "Linear", "RMSNorm",
+    "RoPEConfig", "Snake",
     "TransformerBlock", "TransformerConfig", "TransformerStack", "alibi_bias", "alibi_slopes",
     "apply_rope", "axes", "batch_norm", "dot_product_attention", "get_activation",
     "gradient_reversal", "make_attention_mask", "positions_from_valid", "reference_attention",
