@@ -66,3 +66,39 @@ class EcapaConfig:
     def tiny(cls) -> EcapaConfig:
         return cls(channels=(32, 32, 32, 32, 96), attention_channels=16, res2net_scale=4,
                    se_channels=16, embed_dim=32)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContentEncoderConfig:
+    """The content encoder (SIVE without its speaker adversary; a CTC phoneme
+    recogniser): conv2d subsampling (4x in time), Conformer blocks, a CTC head."""
+
+    n_mels: int = 80
+    subsample_channels: int = 256
+    """channels of the two stride-2 3x3 convs of the front end."""
+    dim: int = 256
+    layers: int = 12
+    heads: int = 4
+    ffn_mult: int = 4
+    conv_kernel: int = 31
+    """the Conformer convolution module's depthwise kernel."""
+    vocab: int = 0
+    """CTC classes, blank (0) included; 0: no CTC head (features only)."""
+    ctc_upsample: int = 1
+    """CTC frames per feature frame (2 doubles the frame rate for fast speech)."""
+
+    def __post_init__(self):
+        if self.dim % self.heads:
+            raise ValueError(f"ContentEncoderConfig.heads={self.heads} must divide "
+                             f"dim={self.dim}")
+        if self.ctc_upsample not in (1, 2):
+            raise ValueError(f"ContentEncoderConfig.ctc_upsample must be 1 or 2, got "
+                             f"{self.ctc_upsample}")
+        if self.vocab == 1:
+            raise ValueError("ContentEncoderConfig.vocab must be 0 (no CTC head) or >= 2 "
+                             "(blank plus at least one symbol)")
+
+    @classmethod
+    def tiny(cls, vocab: int = 0) -> ContentEncoderConfig:
+        return cls(subsample_channels=16, dim=64, layers=2, heads=2, conv_kernel=15,
+                   vocab=vocab)
