@@ -16,6 +16,7 @@ Shapes: ``mel [B, T, n_mels]``, ``valid [B, T]`` -> ``ContentOutput``.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +55,7 @@ class ContentEncoder(nnx.Module):
         c = cfg.subsample_channels
         self.conv1 = Conv(1, c, (3, 3), stride=(2, 2), rngs=rngs)
         self.conv2 = Conv(c, c, (3, 3), stride=(2, 2), rngs=rngs)
-        freq = -(-(-(-cfg.n_mels // 2)) // 2)
+        freq = math.ceil(math.ceil(cfg.n_mels / 2) / 2)  # the front end's output bands
         self.project = Linear(freq * c, cfg.dim, axes=(ax.MLP, ax.EMBED), use_bias=True,
                               rngs=rngs)
         self.blocks = nnx.List([
