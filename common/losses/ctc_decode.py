@@ -49,6 +49,26 @@ def greedy_ctc_errors(logits: jax.Array, frame_valid: jax.Array, labels: jax.Arr
     return jax.vmap(_edit_distance)(ids, emit, labels, ref_len), ref_len
 
 
+def phoneme_metrics(logits: jax.Array, frame_valid: jax.Array, phonemes: jax.Array,
+                    phonemes_valid: jax.Array) -> dict[str, jax.Array]:
+    """How CTC logits read as phonemes (no gradient; the alpha codec's stage-1 stream,
+    SIVE's head): ``per``, the greedy
+    phoneme error rate of the batch (NaN without a transcript: a cropped batch has no
+    rate, not a rate of 0), ``per_num`` / ``per_den`` (its edits and reference phonemes,
+    from which the loop's evaluation forms the rate over all eval batches), and
+    ``nonblank``, the share of valid frames whose code is not the blank (0 in CTC's
+    all-blank first phase). Rows without a transcript (crops) are left out."""
+    logits = jax.lax.stop_gradient(logits)
+    edits, ref_len = greedy_ctc_errors(logits, frame_valid, phonemes, phonemes_valid)
+    edits = jnp.where(jnp.any(phonemes_valid, axis=-1), edits, 0)
+    fv = frame_valid.astype(jnp.float32)
+    nonblank = jnp.sum((jnp.argmax(logits, -1) != 0) * fv) / jnp.maximum(jnp.sum(fv), 1.0)
+    num = jnp.sum(edits).astype(jnp.float32)
+    den = jnp.sum(ref_len).astype(jnp.float32)
+    per = jnp.where(den > 0, num / jnp.maximum(den, 1.0), jnp.nan)
+    return {"per": per, "per_num": num, "per_den": den, "nonblank": nonblank}
+
+
 def _edit_distance(hyp: jax.Array, emit: jax.Array, ref: jax.Array,
                    ref_len: jax.Array) -> jax.Array:
     """One sequence: hypothesis = ``hyp [T]`` where ``emit [T]``; reference = the first

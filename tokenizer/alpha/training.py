@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from common.losses.ctc_decode import greedy_ctc_errors
+from common.losses.ctc_decode import phoneme_metrics
 from common.train.gan import disc_optim, gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
@@ -46,25 +46,6 @@ def codec_loss(codec: AlphaCodec, batch: Mapping[str, jax.Array], key: jax.Array
         metrics.update(phoneme_metrics(out.quant.logits, out.frame_valid, batch["phonemes"],
                                        batch["phonemes_valid"]))
     return out.recon, loss, metrics
-
-
-def phoneme_metrics(logits: jax.Array, frame_valid: jax.Array, phonemes: jax.Array,
-                    phonemes_valid: jax.Array) -> dict[str, jax.Array]:
-    """How the stage-1 stream reads as CTC output (no gradient): ``per``, the greedy
-    phoneme error rate of the batch (NaN without a transcript: a cropped batch has no
-    rate, not a rate of 0), ``per_num`` / ``per_den`` (its edits and reference phonemes,
-    from which the loop's evaluation forms the rate over all eval batches), and
-    ``nonblank``, the share of valid frames whose code is not the blank (0 in CTC's
-    all-blank first phase). Rows without a transcript (crops) are left out."""
-    logits = jax.lax.stop_gradient(logits)
-    edits, ref_len = greedy_ctc_errors(logits, frame_valid, phonemes, phonemes_valid)
-    edits = jnp.where(jnp.any(phonemes_valid, axis=-1), edits, 0)
-    fv = frame_valid.astype(jnp.float32)
-    nonblank = jnp.sum((jnp.argmax(logits, -1) != 0) * fv) / jnp.maximum(jnp.sum(fv), 1.0)
-    num = jnp.sum(edits).astype(jnp.float32)
-    den = jnp.sum(ref_len).astype(jnp.float32)
-    per = jnp.where(den > 0, num / jnp.maximum(den, 1.0), jnp.nan)
-    return {"per": per, "per_num": num, "per_den": den, "nonblank": nonblank}
 
 
 def build_program(cfg: AlphaConfig) -> Program:

@@ -2,9 +2,10 @@
 distance (``tokenizer.alpha.metrics`` holds the host versions used by eval)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from common.losses.ctc_decode import greedy_ctc_errors
+from common.losses.ctc_decode import greedy_ctc_errors, phoneme_metrics
 from tokenizer.alpha.metrics import ctc_greedy, edit_distance
 
 
@@ -34,3 +35,23 @@ def test_repeat_across_blank_and_padding():
     labels = np.array([[1, 1, 2, 0]])
     edits, ref_len = greedy_ctc_errors(logits, valid, labels, labels > 0)
     assert int(edits[0]) == 0 and int(ref_len[0]) == 3
+
+
+def _onehot(ids, v=4):
+    return jnp.asarray(np.eye(v, dtype=np.float32)[np.asarray(ids)] * 5)
+
+
+def test_phoneme_metrics_per_and_nonblank_leave_cropped_rows_out():
+    # row 0 decodes "1 2" against "1 3" (one substitution); row 1 is a crop without a
+    # transcript, whose emitted symbols must not count as insertions.
+    logits = _onehot([[1, 0, 2, 2], [3, 3, 0, 1]])
+    frame_valid = jnp.ones((2, 4), bool)
+    phonemes = jnp.asarray([[1, 3], [0, 0]])
+    phonemes_valid = jnp.asarray([[True, True], [False, False]])
+    m = phoneme_metrics(logits, frame_valid, phonemes, phonemes_valid)
+    np.testing.assert_allclose(float(m["per"]), 0.5)
+    np.testing.assert_allclose(float(m["nonblank"]), 6 / 8)
+    assert (float(m["per_num"]), float(m["per_den"])) == (1.0, 2.0)
+    # a batch of crops only has no rate (NaN), and adds nothing to the eval's sums
+    m = phoneme_metrics(logits, frame_valid, phonemes, jnp.zeros((2, 2), bool))
+    assert np.isnan(float(m["per"])) and float(m["per_num"]) == float(m["per_den"]) == 0
