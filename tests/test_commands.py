@@ -14,7 +14,8 @@ COMMANDS = ("common.data.build_corpus", "common.data.preprocess", "common.train.
             "tokenizer.alpha.infer", "tokenizer.alpha.eval", "tokenizer.alpha.train",
             "tokenizer.snac.infer", "tokenizer.snac.convert", "tokenizer.snac.tokens",
             "tokenizer.snac.train", "worldmodel.train", "worldmodel.eval",
-            "worldmodel.audio.speaker.train", "worldmodel.audio.speaker.evaluate")
+            "worldmodel.audio.speaker.train", "worldmodel.audio.speaker.evaluate",
+            "worldmodel.audio.sive.train")
 HEAVY = ("jax", "flax", "orbax", "grain", "datasets", "wandb")
 
 

@@ -18,33 +18,19 @@ classifier and, through the reversal, maximised by the encoder.
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from common.losses.ctc import ctc_loss
+from common.losses.ctc_decode import phoneme_metrics
 from common.nn import axes as ax
 from common.nn.grad_reversal import gradient_reversal
 from common.nn.linear import Linear
 from common.speech.config import ContentEncoderConfig
 from common.speech.content import ContentEncoder, ContentOutput
 from common.speech.pooling import AttentiveStatsPool
-
-
-@dataclasses.dataclass(frozen=True)
-class AdversaryConfig:
-    """The speaker classifier behind the gradient reversal, and its schedule."""
-
-    attention_channels: int = 128
-    hidden: int = 256
-    a_max: float = 1.0
-    """the reversal factor after warm-up."""
-    warmup_steps: int = 2000
-    """steps over which the factor rises (DANN's p = step / warmup)."""
-    speaker_weight: float = 1.0
-    """weight of the speaker CE in the loss."""
+from worldmodel.audio.sive.config import AdversaryConfig
 
 
 def dann_lambda(step: jax.Array, warmup_steps: int, a_max: float) -> jax.Array:
@@ -92,7 +78,7 @@ def sive_loss(model: Sive, mel: jax.Array, valid: jax.Array, phonemes: jax.Array
     (``phonemes_valid`` all False) are left out of CTC, padding rows of both terms."""
     out, spk_logits = model(mel, valid)
     has_text = jnp.any(phonemes_valid, axis=-1) & example_valid
-    ctc, ctc_m = ctc_loss(out.logits, out.logit_valid, phonemes, phonemes_valid,
+    ctc, _ = ctc_loss(out.logits, out.logit_valid, phonemes, phonemes_valid,
                           sequence_valid=has_text)
     logp = jax.nn.log_softmax(spk_logits.astype(jnp.float32), axis=-1)
     nll = -jnp.take_along_axis(logp, speaker[:, None], axis=-1)[:, 0]
@@ -103,7 +89,8 @@ def sive_loss(model: Sive, mel: jax.Array, valid: jax.Array, phonemes: jax.Array
     lam = model.reversal()
     if train:
         model.calls[...] = model.calls[...] + 1
+    per = phoneme_metrics(out.logits, out.logit_valid, phonemes,
+                          phonemes_valid & has_text[:, None])
     return ctc + weight * ce, {"sive/ctc": ctc, "sive/speaker_ce": ce,
                                "sive/speaker_acc": acc, "sive/reversal": lam,
-                               **{f"sive/{k}": v for k, v in ctc_m.items()
-                                  if jnp.ndim(v) == 0}}
+                               **{f"sive/{k}": v for k, v in per.items()}}

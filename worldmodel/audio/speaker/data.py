@@ -16,40 +16,17 @@ from collections.abc import Callable, Iterator
 
 from common.data.pipeline import PipelineConfig, iterate_eval, make_pipeline
 from common.data.source_base import RecordSource
-from common.data.sources import open_source
+from worldmodel.audio.data import records_of_speakers, resolve_source, speaker_table
 from worldmodel.audio.speaker.config import SpeakerEncoderConfig
 
 log = logging.getLogger(__name__)
 
 
-def _records(source) -> list[dict]:
-    return [source[i] for i in range(len(source))]
-
-
-def _speakers_of(records: list[dict], where: str) -> list[str]:
-    missing = [r["id"] for r in records if not r.get("speaker")]
-    if missing:
-        raise ValueError(f"{where}: {len(missing)} utterances have no speaker label "
-                         f"(e.g. {missing[:3]}); the speaker encoder needs one per record")
-    return sorted({str(r["speaker"]) for r in records})
-
-
 def resolve_data(cfg: SpeakerEncoderConfig) -> SpeakerEncoderConfig:
     """The config with the corpus path and the speaker table filled in."""
     data = cfg.data
-    source = dataclasses.replace(data.source, corpus_sample_rate=cfg.features.sample_rate)
-    if source.kind == "corpus" and not source.path:
-        from common.data.corpus import default_corpus
-
-        root = default_corpus(sample_rate=cfg.features.sample_rate, hours=source.corpus_hours,
-                              holdout_speakers=source.corpus_holdout_speakers)
-        source = dataclasses.replace(source, path=str(root))
-    speakers = data.speakers
-    if not speakers:
-        train = open_source(source, data.train_split)
-        speakers = tuple(_speakers_of(_records(train), f"{source.path} {data.train_split}"))
-        log.info("speaker table: %d speakers from %s split %r", len(speakers),
-                 source.path or source.kind, data.train_split)
+    source = resolve_source(data.source, cfg.features.sample_rate)
+    speakers = data.speakers or speaker_table(source, data.train_split)
     if len(speakers) < 2:
         raise ValueError(f"data.speakers: the speaker encoder needs at least 2 speakers, "
                          f"got {len(speakers)}")
@@ -69,16 +46,14 @@ def pipeline_config(cfg: SpeakerEncoderConfig) -> PipelineConfig:
 
 def make_data(cfg: SpeakerEncoderConfig) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
     """``(train iterator, eval iterator factory)`` for a resolved config."""
-    data, table = cfg.data, set(cfg.data.speakers)
-    train = [r for r in _records(open_source(data.source, data.train_split))
-             if str(r.get("speaker")) in table]
-    evals = _records(open_source(data.source, data.eval_split))
-    known = [r for r in evals if str(r.get("speaker")) in table]
+    data = cfg.data
+    train, _ = records_of_speakers(data.source, data.train_split, data.speakers)
+    known, total = records_of_speakers(data.source, data.eval_split, data.speakers)
     log.info("data: %d train utterances; %d of %d %s utterances by the %d table speakers",
-             len(train), len(known), len(evals), data.eval_split, len(table))
+             len(train), len(known), total, data.eval_split, len(data.speakers))
     if not train:
         raise ValueError(f"{data.source.path or data.source.kind}: no training utterance of "
-                         f"the {len(table)} speakers in data.speakers")
+                         f"the {len(data.speakers)} speakers in data.speakers")
     pcfg = pipeline_config(cfg)
     eval_cfg = dataclasses.replace(pcfg, worker_count=0)
     train_source = RecordSource(train, f"{data.train_split}:speakers")

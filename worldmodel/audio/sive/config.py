@@ -1,0 +1,92 @@
+"""Config of SIVE's training: ``python -m worldmodel.train audio-sive``.
+
+Presets: ``tiny`` (the default run and the tests) and ``base`` (12 Conformer layers of
+256, 4 heads, kernel 31: a Conformer-S-sized encoder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from common.data.sources import SourceConfig
+from common.speech.config import ContentEncoderConfig, MelFeatures
+from common.train.configs import OptimizerConfig, TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversaryConfig:
+    """The speaker classifier behind the gradient reversal, and its schedule."""
+
+    attention_channels: int = 128
+    hidden: int = 256
+    a_max: float = 1.0
+    """the reversal factor after warm-up."""
+    warmup_steps: int = 2000
+    """steps over which the factor rises (DANN's p = step / warmup)."""
+    speaker_weight: float = 1.0
+    """weight of the speaker CE in the loss."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SiveData:
+    """Labelled speech: phonemes for CTC and a speaker per utterance."""
+
+    source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
+    train_split: str = "train"
+    eval_split: str = "validation"
+    batch_size: int = 16
+    max_seconds: float = 4.0
+    """longer utterances are cropped (and leave CTC out: their transcript no longer
+    matches)."""
+    bucket_seconds: tuple[float, ...] = (2.0, 4.0)
+    workers: int = 0
+    loudness_dbfs: float | None = -20.0
+    phoneme_vocab: str = ""
+    """the CTC symbol table; empty: the corpus's ``phoneme_vocab.json``."""
+    speakers: tuple[str, ...] = ()
+    """the adversary's speaker table; empty: the training split's speakers (saved in
+    ``config.json``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SiveConfig:
+    features: MelFeatures = dataclasses.field(default_factory=MelFeatures)
+    encoder: ContentEncoderConfig = dataclasses.field(default_factory=ContentEncoderConfig)
+    adversary: AdversaryConfig = dataclasses.field(default_factory=AdversaryConfig)
+    data: SiveData = dataclasses.field(default_factory=SiveData)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.encoder.n_mels != self.features.n_mels:
+            raise ValueError(f"encoder.n_mels={self.encoder.n_mels} must equal "
+                             f"features.n_mels={self.features.n_mels}")
+
+
+def tiny() -> SiveConfig:
+    """The default run: a 2-layer, 64-wide encoder on the default corpus at 16 kHz
+    (8 speakers held out; its utterances are ~4 s, so batches go to 8 s and few are
+    cropped out of CTC), 300 steps; the reversal rises over the first 150. CTC runs at
+    twice the 25 Hz feature rate: at 25 Hz a fast utterance's phonemes (with the blanks
+    between repeats) did not always fit its frames."""
+    return SiveConfig(
+        encoder=dataclasses.replace(ContentEncoderConfig.tiny(), ctc_upsample=2),
+        adversary=AdversaryConfig(attention_channels=32, hidden=64, warmup_steps=150),
+        data=SiveData(source=SourceConfig(corpus_sample_rate=16000,
+                                          corpus_holdout_speakers=8),
+                      max_seconds=8.0, bucket_seconds=(4.0, 8.0)),
+        train=TrainConfig(steps=300, eval_every=100, eval_batches=4, eval_at_start=True,
+                          optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=30,
+                                                schedule="cosine")))
+
+
+def base() -> SiveConfig:
+    return SiveConfig(
+        encoder=ContentEncoderConfig(ctc_upsample=2),
+        data=SiveData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
+                                          corpus_holdout_speakers=8), batch_size=32),
+        train=TrainConfig(steps=20_000, eval_every=1000,
+                          optim=OptimizerConfig(name="adamw", lr=1e-3, warmup_steps=1000,
+                                                schedule="cosine")))
+
+
+PRESETS = {"tiny": tiny(), "base": base()}
