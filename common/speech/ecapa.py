@@ -29,7 +29,7 @@ from flax import nnx
 from common.nn.conv import Conv
 from common.nn.norms import batch_norm
 from common.speech.config import EcapaConfig
-from common.speech.pooling import AttentiveStatsPool, masked_mean_std, uniform_weights
+from common.speech.pooling import AttentiveStatsPool, uniform_weights
 
 
 def _masked(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -136,4 +136,4 @@ class EcapaTdnn(nnx.Module):
         return self.project(pooled)[:, 0, :]
 
 
-__all__ = ["EcapaConfig", "EcapaTdnn", "SeRes2NetBlock", "TdnnBlock", "masked_mean_std"]
+__all__ = ["EcapaConfig", "EcapaTdnn", "SeRes2NetBlock", "TdnnBlock"]

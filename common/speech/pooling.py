@@ -66,10 +66,8 @@ class AttentiveStatsPool(nnx.Module):
         h = x
         if self.global_context:
             mean, std = masked_mean_std(x, uniform_weights(valid))
-            t = x.shape[1]
             h = jnp.concatenate([x, jnp.broadcast_to(mean[:, None], x.shape),
-                                 jnp.broadcast_to(std[:, None], (x.shape[0], t, x.shape[2]))],
-                                axis=-1)
+                                 jnp.broadcast_to(std[:, None], x.shape)], axis=-1)
         h = self.norm(jax.nn.relu(self.hidden(h)), mask=mask)
         logits = self.score(jnp.tanh(h))
         # A large finite fill, not -inf: a row without valid frames gets zero weights

@@ -147,3 +147,13 @@ def plot_run(run_dir: str | os.PathLike, *, keys: Sequence[str] | None = None,
     if not rows:
         return None
     return plot_curves(rows, run_dir / CURVES_FILE, keys=keys, x=x, title=run_dir.name)
+
+
+def summarize(history: Sequence[dict[str, float]], keys: Sequence[str]) -> str:
+    """``key first -> last`` for the given metrics of a run's history."""
+    parts = []
+    for k in keys:
+        vals = [h[k] for h in history if k in h]
+        if vals:
+            parts.append(f"{k} {vals[0]:.3f} -> {vals[-1]:.3f}")
+    return ", ".join(parts)

@@ -232,9 +232,3 @@ def trace_init(init: Callable[[], Any]) -> TracedInit:
     """Trace ``init()`` once (see ``TracedInit``)."""
     traced = jax.jit(init).trace()
     return TracedInit(traced.out_info, traced)
-
-
-def init_state(init: Callable[[], Any], state_shardings: Any) -> Any:
-    """``init()`` compiled with its output placed at ``state_shardings``, and run (one
-    trace; use ``trace_init`` when the shardings come from the same trace)."""
-    return trace_init(init).build(state_shardings)

@@ -6,7 +6,7 @@ one-line summary of a run's metrics.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax.numpy as jnp
@@ -48,13 +48,3 @@ def log_reconstructions(step: int, logger, real: np.ndarray, recon: np.ndarray,
             mel = log_mel_spectrogram(jnp.asarray(x), sr=sample_rate,
                                       n_fft=1024, hop_length=256, n_mels=80)
             logger.log_spectrogram(step, f"mel/{i}_{name}", np.asarray(mel))
-
-
-def summarize(history: list[dict[str, Any]], keys: Sequence[str]) -> str:
-    """``key first -> last`` for the given metrics of a run's history."""
-    parts = []
-    for k in keys:
-        vals = [h[k] for h in history if k in h]
-        if vals:
-            parts.append(f"{k} {vals[0]:.3f} -> {vals[-1]:.3f}")
-    return ", ".join(parts)

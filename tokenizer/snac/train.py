@@ -82,9 +82,9 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     setup_console()
     cfg = parse_config(SnacConfig, PRESETS, argv, description=__doc__, aliases=ALIASES)
     # The heavy stacks load after parsing: --help and flag errors answer at once.
+    from common.train.curves import summarize
     from common.train.loop import enable_compilation_cache
     from common.train.mesh import maybe_initialize_distributed
-    from tokenizer.codec.train_logging import summarize
 
     maybe_initialize_distributed()
     enable_compilation_cache()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterator
 
+from common.data.pipeline import PipelineConfig, iterate_eval, make_pipeline
+from common.data.source_base import RecordSource
 from common.data.sources import SourceConfig, open_source
 
 log = logging.getLogger(__name__)
@@ -29,8 +32,12 @@ def split_records(source: SourceConfig, split: str) -> list[dict]:
     return [data[i] for i in range(len(data))]
 
 
-def speaker_table(source: SourceConfig, split: str) -> tuple[str, ...]:
-    """The split's speakers, sorted; every record must name one."""
+def speaker_table(source: SourceConfig, split: str, given: tuple[str, ...] = ()
+                  ) -> tuple[str, ...]:
+    """``given`` (the config's table), else the split's speakers, sorted (every record
+    must name one); at least two either way."""
+    if given:
+        return _at_least_two(tuple(given))
     records = split_records(source, split)
     missing = [r["id"] for r in records if not r.get("speaker")]
     if missing:
@@ -40,6 +47,10 @@ def speaker_table(source: SourceConfig, split: str) -> tuple[str, ...]:
     table = tuple(sorted({str(r["speaker"]) for r in records}))
     log.info("speaker table: %d speakers from %s split %r", len(table),
              source.path or source.kind, split)
+    return _at_least_two(table)
+
+
+def _at_least_two(table: tuple[str, ...]) -> tuple[str, ...]:
     if len(table) < 2:
         raise ValueError(f"data.speakers: at least 2 speakers are needed, got {len(table)}")
     return table
@@ -51,3 +62,23 @@ def records_of_speakers(source: SourceConfig, split: str, table: tuple[str, ...]
     records = split_records(source, split)
     keep = set(table)
     return [r for r in records if str(r.get("speaker")) in keep], len(records)
+
+
+def seen_speaker_data(source: SourceConfig, train_split: str, eval_split: str,
+                      speakers: tuple[str, ...], pcfg: PipelineConfig
+                      ) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
+    """``(train iterator, eval iterator factory)`` over the utterances of the table's
+    speakers: training batches from ``train_split``, evaluation over ``eval_split``'s
+    utterances by those speakers (the others are counted in the log, not scored: the
+    classifier has no class for them)."""
+    train, _ = records_of_speakers(source, train_split, speakers)
+    known, total = records_of_speakers(source, eval_split, speakers)
+    log.info("data: %d train utterances; %d of %d %s utterances by the %d table speakers",
+             len(train), len(known), total, eval_split, len(speakers))
+    if not train:
+        raise ValueError(f"{source.path or source.kind}: no {train_split} utterance of the "
+                         f"{len(speakers)} speakers in data.speakers")
+    eval_cfg = dataclasses.replace(pcfg, worker_count=0)
+    return (make_pipeline(RecordSource(train, f"{train_split}:speakers"), pcfg),
+            lambda: iterate_eval(RecordSource(known, f"{eval_split}:seen-speakers"),
+                                 eval_cfg))

@@ -12,6 +12,8 @@ from common.data.sources import SourceConfig
 from common.speech.config import ContentEncoderConfig, MelFeatures
 from common.train.configs import OptimizerConfig, TrainConfig
 
+KIND = "worldmodel.sive"  # what run.json records for these runs
+
 
 @dataclasses.dataclass(frozen=True)
 class AdversaryConfig:

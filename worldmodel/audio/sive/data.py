@@ -10,18 +10,15 @@ subsampling, so a left-padded row's frames line up with its unpadded self.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 from collections.abc import Callable, Iterator
 
 from common.data.batching import round_up
-from common.data.pipeline import PipelineConfig, iterate_eval, make_pipeline
-from common.data.source_base import RecordSource
+from common.data.pipeline import PipelineConfig
 from common.data.vocab import Vocab
-from worldmodel.audio.data import records_of_speakers, resolve_source, speaker_table
+from worldmodel.audio.data import resolve_source, seen_speaker_data, speaker_table
 from worldmodel.audio.sive.config import SiveConfig
 
-log = logging.getLogger(__name__)
 PHONEMES_PER_SECOND = 40  # a generous bound on phoneme symbols per second of speech
 SUBSAMPLING = 4  # the content encoder's front end
 
@@ -36,10 +33,10 @@ def resolve_data(cfg: SiveConfig) -> SiveConfig:
                              "JSON) for a source other than the embedded corpus")
         vocab = os.path.join(source.path, "phoneme_vocab.json")
     size = len(Vocab.load(vocab))
-    speakers = data.speakers or speaker_table(source, data.train_split)
+    speakers = speaker_table(source, data.train_split, data.speakers)
     encoder = dataclasses.replace(cfg.encoder, vocab=size)
     return dataclasses.replace(cfg, encoder=encoder, data=dataclasses.replace(
-        data, source=source, phoneme_vocab=vocab, speakers=tuple(speakers)))
+        data, source=source, phoneme_vocab=vocab, speakers=speakers))
 
 
 def pipeline_config(cfg: SiveConfig) -> PipelineConfig:
@@ -56,12 +53,7 @@ def pipeline_config(cfg: SiveConfig) -> PipelineConfig:
 
 
 def make_data(cfg: SiveConfig) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
+    """``(train iterator, eval iterator factory)`` for a resolved config."""
     data = cfg.data
-    train, _ = records_of_speakers(data.source, data.train_split, data.speakers)
-    known, total = records_of_speakers(data.source, data.eval_split, data.speakers)
-    log.info("data: %d train utterances; %d of %d %s utterances by the %d table speakers",
-             len(train), len(known), total, data.eval_split, len(data.speakers))
-    pcfg = pipeline_config(cfg)
-    return (make_pipeline(RecordSource(train, f"{data.train_split}:speakers"), pcfg),
-            lambda: iterate_eval(RecordSource(known, f"{data.eval_split}:seen-speakers"),
-                                 dataclasses.replace(pcfg, worker_count=0)))
+    return seen_speaker_data(data.source, data.train_split, data.eval_split, data.speakers,
+                             pipeline_config(cfg))

@@ -76,7 +76,8 @@ def sive_loss(model: Sive, mel: jax.Array, valid: jax.Array, phonemes: jax.Array
     """``CTC + speaker_weight * CE`` and metrics; in training the call counter advances
     (the reversal schedule's step). Rows whose transcript is not whole
     (``phonemes_valid`` all False) are left out of CTC, padding rows of both terms."""
-    out, spk_logits = model(mel, valid)
+    lam = model.reversal()
+    out, spk_logits = model(mel, valid, reversal=lam)
     has_text = jnp.any(phonemes_valid, axis=-1) & example_valid
     ctc, _ = ctc_loss(out.logits, out.logit_valid, phonemes, phonemes_valid,
                           sequence_valid=has_text)
@@ -86,7 +87,6 @@ def sive_loss(model: Sive, mel: jax.Array, valid: jax.Array, phonemes: jax.Array
     ce = jnp.sum(jnp.where(example_valid, nll, 0.0)) / n
     acc = jnp.sum(jnp.where(example_valid, jnp.argmax(spk_logits, -1) == speaker, 0.0)) / n
     weight = model.adversary_cfg.speaker_weight
-    lam = model.reversal()
     if train:
         model.calls[...] = model.calls[...] + 1
     per = phoneme_metrics(out.logits, out.logit_valid, phonemes,

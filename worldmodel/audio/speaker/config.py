@@ -13,6 +13,8 @@ from common.data.sources import SourceConfig
 from common.speech.config import EcapaConfig, MelFeatures
 from common.train.configs import OptimizerConfig, TrainConfig
 
+KIND = "worldmodel.speaker_encoder"  # what run.json records for these runs
+
 
 @dataclasses.dataclass(frozen=True)
 class SpeakerData:

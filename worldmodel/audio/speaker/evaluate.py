@@ -22,13 +22,12 @@ import numpy as np
 import tyro
 
 from common.console import setup_console
+from worldmodel.audio.speaker.config import KIND, SpeakerEncoderConfig
 
 if TYPE_CHECKING:
-    from worldmodel.audio.speaker.config import SpeakerEncoderConfig
     from worldmodel.audio.speaker.training import SpeakerClassifier
 
 log = logging.getLogger(__name__)
-KIND = "worldmodel.speaker_encoder"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,16 +83,15 @@ def evaluate(run: Path, opts: Options) -> dict:
     from flax import nnx
 
     from common.config import config_from_dict
-    from common.data.sources import open_source
     from common.speech.verification import cosine_trials, equal_error_rate
     from common.train.checkpoint import load_model
-    from worldmodel.audio.speaker.config import SpeakerEncoderConfig
+    from worldmodel.audio.data import split_records
     from worldmodel.audio.speaker.training import SpeakerClassifier
 
     model, d = load_model(run, lambda d: SpeakerClassifier(
         config_from_dict(SpeakerEncoderConfig, d), rngs=nnx.Rngs(0)))
     cfg = config_from_dict(SpeakerEncoderConfig, d)
-    records = [r for r in open_source(cfg.data.source, opts.split)]
+    records = split_records(cfg.data.source, opts.split)
     emb, labels = embed_split(model, cfg, records, opts.max_seconds, opts.batch_size)
     labels_a = np.asarray(labels)
     table = set(cfg.data.speakers)

@@ -1,0 +1,51 @@
+"""What the audio trainers' commands share: parse the config, start the runtime, resolve
+the data, train the program, and print what the run learned (first -> last of its
+training and evaluation metrics). Importing it loads no jax (flags parse first)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from common.config import parse_config
+from common.console import setup_console
+
+if TYPE_CHECKING:
+    from common.train.loop import TrainResult
+
+ALIASES = {"--resume": "--train.resume", "--steps": "--train.steps",
+           "--batch-size": "--data.batch-size", "--run-name": "--train.run-name"}
+
+
+def train_command(argv: Sequence[str] | None, *, config_cls: type, presets: Mapping[str, Any],
+                  doc: str, kind: str, data_module: str, training_module: str,
+                  summary_keys: Sequence[str]) -> TrainResult:
+    """``python -m worldmodel.train <model>``: ``data_module`` provides ``resolve_data``
+    and ``make_data``, ``training_module`` ``build_program`` (imported after parsing)."""
+    import importlib
+
+    setup_console()
+    cfg = parse_config(config_cls, presets, argv, description=doc, aliases=ALIASES)
+    from common.train.curves import summarize
+    from common.train.loop import enable_compilation_cache, train
+    from common.train.mesh import maybe_initialize_distributed
+
+    maybe_initialize_distributed()
+    enable_compilation_cache()
+    data = importlib.import_module(data_module)
+    build_program: Callable = importlib.import_module(training_module).build_program
+    cfg = data.resolve_data(cfg)
+    train_data, eval_data = data.make_data(cfg)
+    try:
+        result = train(cfg.train, kind=kind, program=build_program(cfg),
+                       train_data=train_data, eval_data=eval_data, config=cfg,
+                       samples_per_step=cfg.data.batch_size)
+    finally:
+        train_data.close()
+    what = "stopped (checkpoint saved)" if result.stopped_by_signal else "done"
+    shown = ", ".join(filter(None, (
+        summarize(result.history, summary_keys),
+        summarize(result.eval_history, [f"eval/{k}" for k in summary_keys]))))
+    print(f"{what} at step {result.step}: {shown}\nrun directory: {result.run_dir}",
+          flush=True)
+    return result
