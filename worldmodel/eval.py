@@ -1,7 +1,9 @@
 """Evaluate a trained world-model component: ``python -m worldmodel.eval <model> [options]``.
 
 Models (each with ``--help``): ``speaker-encoder`` (equal error rate of verification
-trials, identification accuracy).
+trials, identification accuracy), ``audio-sive`` (phoneme error rate on held-out
+speakers; a linear speaker probe on its features against the same probe on its mel
+input).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from worldmodel.train import dispatch
 
 MODELS = {
     "speaker-encoder": "worldmodel.audio.speaker.evaluate",
+    "audio-sive": "worldmodel.audio.sive.evaluate",
 }
 
 

@@ -32,3 +32,14 @@ def test_trains_checkpoints_and_resumes_exactly(audio_corpus, tmp_path):
     full, part = train_losses(tmp_path / "full"), train_losses(tmp_path / "part")
     for step in (3, 4):  # same data, RNG, weights and reversal counter after the resume
         assert part[step] == full[step], (step, part[step], full[step])
+
+    from worldmodel.audio.sive.evaluate import format_table
+    from worldmodel.audio.sive.evaluate import main as eval_main
+
+    result = eval_main(["--run", str(tmp_path / "full"), "--json", str(tmp_path / "s.json")])
+    assert json.loads((tmp_path / "s.json").read_text()) == result
+    assert result["unseen_speakers"] == 1 and result["speakers"] == 4
+    assert result["per_unseen"] is not None and result["per"] >= 0.0
+    assert 0.0 <= result["probe_content"] <= 1.0 and 0.0 <= result["probe_mel"] <= 1.0
+    assert 0.0 <= result["frame_probe_content"] <= 1.0
+    assert result["probe_speakers"] >= 2 and "probe ratio" in format_table(result)

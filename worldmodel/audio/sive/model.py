@@ -3,7 +3,8 @@
     mel -> ContentEncoder -> features [B, T4, D] -> CTC head (phonemes)
                                  |
                                  +-> gradient reversal (-lambda) -> attentive statistics
-                                     pooling -> Linear -> ReLU -> Linear -> speaker logits
+                                     pooling -> BatchNorm -> Linear -> ReLU -> Linear
+                                     -> speaker logits
 
 The classifier learns to name the speaker; the reversed gradient trains the encoder to
 defeat it, so the features keep what CTC needs and lose who spoke. The reversal factor
@@ -27,6 +28,7 @@ from common.losses.ctc_decode import phoneme_metrics
 from common.nn import axes as ax
 from common.nn.grad_reversal import gradient_reversal
 from common.nn.linear import Linear
+from common.nn.norms import batch_norm
 from common.speech.config import ContentEncoderConfig
 from common.speech.content import ContentEncoder, ContentOutput
 from common.speech.pooling import AttentiveStatsPool
@@ -50,8 +52,11 @@ class Sive(nnx.Module):
                  num_speakers: int, *, rngs: nnx.Rngs):
         self.adversary_cfg = adversary
         self.encoder = ContentEncoder(encoder, rngs=rngs)
-        self.pool = AttentiveStatsPool(encoder.dim, adversary.attention_channels, rngs=rngs)
-        self.hidden = Linear(2 * encoder.dim, adversary.hidden, axes=(ax.EMBED, ax.MLP),
+        width = encoder.dim if adversary.frames else 2 * encoder.dim
+        self.pool = None if adversary.frames else AttentiveStatsPool(
+            encoder.dim, adversary.attention_channels, rngs=rngs)
+        self.pool_norm = batch_norm(width, rngs=rngs) if adversary.pool_norm else None
+        self.hidden = Linear(width, adversary.hidden, axes=(ax.EMBED, ax.MLP),
                              use_bias=True, rngs=rngs)
         self.classify = Linear(adversary.hidden, num_speakers, axes=(ax.MLP, ax.VOCAB),
                                use_bias=True, rngs=rngs)
@@ -66,8 +71,18 @@ class Sive(nnx.Module):
                  ) -> tuple[ContentOutput, jax.Array]:
         out = self.encoder(mel, valid)
         lam = self.reversal() if reversal is None else reversal
-        h = self.pool(gradient_reversal(out.features, lam), out.valid)
-        return out, self.classify(jax.nn.relu(self.hidden(h)))
+        return out, self.classify_speaker(gradient_reversal(out.features, lam), out.valid)
+
+    def classify_speaker(self, features: jax.Array, valid: jax.Array) -> jax.Array:
+        """The adversary alone: ``features [B, T, D]``, ``valid [B, T]`` -> speaker
+        logits ``[B, num_speakers]`` (``[B, T, num_speakers]`` with ``frames``)."""
+        if self.pool is None:
+            h, mask = features, valid[..., None]
+        else:
+            h, mask = self.pool(features, valid), jnp.any(valid, axis=1, keepdims=True)
+        if self.pool_norm is not None:  # statistics over real frames / rows only
+            h = self.pool_norm(h, mask=mask)
+        return self.classify(jax.nn.relu(self.hidden(h)))
 
 
 def sive_loss(model: Sive, mel: jax.Array, valid: jax.Array, phonemes: jax.Array,
@@ -81,11 +96,15 @@ def sive_loss(model: Sive, mel: jax.Array, valid: jax.Array, phonemes: jax.Array
     has_text = jnp.any(phonemes_valid, axis=-1) & example_valid
     ctc, _ = ctc_loss(out.logits, out.logit_valid, phonemes, phonemes_valid,
                           sequence_valid=has_text)
+    # Utterance logits [B, S], or frame logits [B, T, S] scored on the valid frames.
+    weight_mask = example_valid if spk_logits.ndim == 2 else out.valid & example_valid[:, None]
+    target = speaker if spk_logits.ndim == 2 else jnp.broadcast_to(
+        speaker[:, None], spk_logits.shape[:2])
     logp = jax.nn.log_softmax(spk_logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(logp, speaker[:, None], axis=-1)[:, 0]
-    n = jnp.maximum(jnp.sum(example_valid, dtype=jnp.float32), 1.0)
-    ce = jnp.sum(jnp.where(example_valid, nll, 0.0)) / n
-    acc = jnp.sum(jnp.where(example_valid, jnp.argmax(spk_logits, -1) == speaker, 0.0)) / n
+    nll = -jnp.take_along_axis(logp, target[..., None], axis=-1)[..., 0]
+    n = jnp.maximum(jnp.sum(weight_mask, dtype=jnp.float32), 1.0)
+    ce = jnp.sum(jnp.where(weight_mask, nll, 0.0)) / n
+    acc = jnp.sum(jnp.where(weight_mask, jnp.argmax(spk_logits, -1) == target, 0.0)) / n
     weight = model.adversary_cfg.speaker_weight
     if train:
         model.calls[...] = model.calls[...] + 1
