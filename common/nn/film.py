@@ -4,6 +4,11 @@
 weights and bias start at zero: a freshly inserted FiLM layer leaves the network's
 function unchanged, and the gradient still reaches its kernel (it is proportional to
 ``cond``), so the conditioning is learned from there.
+
+Options: ``hidden > 0`` puts a SiLU MLP layer before that Linear (a speaker embedding's
+scale and shift are not linear in it); ``bound`` squashes both through
+``bound * tanh(. / bound)`` so no conditioning vector can flip or blow up a channel
+(``|gamma|, |beta| < bound``; the identity at initialisation is kept, tanh(0) = 0).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class FiLM(nnx.Module):
         cond_dim: int,
         dim: int,
         *,
+        hidden: int = 0,
+        bound: float | None = None,
         dtype: jnp.dtype | None = None,
         param_dtype: jnp.dtype = jnp.float32,
         rngs: nnx.Rngs,
@@ -37,16 +44,26 @@ class FiLM(nnx.Module):
         self.cond_dim = cond_dim
         self.dim = dim
         self.dtype = dtype
+        self.bound = bound
         zeros = nnx.initializers.zeros_init()
-        # Kernel [cond_dim, 2, dim]: (gamma, beta) is its own unsharded axis.
-        self.proj = Linear(cond_dim, (2, dim), axes=(ax.COND, None, ax.EMBED), use_bias=True,
-                           kernel_init=zeros, bias_init=zeros, dtype=dtype,
+        self.hidden = (Linear(cond_dim, hidden, axes=(ax.COND, ax.MLP), use_bias=True,
+                              dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                       if hidden else None)
+        # Kernel [in, 2, dim]: (gamma, beta) is its own unsharded axis.
+        self.proj = Linear(hidden or cond_dim, (2, dim),
+                           axes=(ax.MLP if hidden else ax.COND, None, ax.EMBED),
+                           use_bias=True, kernel_init=zeros, bias_init=zeros, dtype=dtype,
                            param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, cond: jax.Array) -> jax.Array:
         if x.shape[-1] != self.dim:
             raise ValueError(f"FiLM(dim={self.dim}) got x with last dimension {x.shape[-1]}")
         dt = ax.compute_dtype(x, self.dtype)
-        gb = self.proj(cond.astype(dt))  # [B, ..., 2, dim]
+        c = cond.astype(dt)
+        if self.hidden is not None:
+            c = jax.nn.silu(self.hidden(c))
+        gb = self.proj(c)  # [B, ..., 2, dim]
+        if self.bound is not None:
+            gb = self.bound * jnp.tanh(gb / self.bound)
         gamma, beta = broadcast_cond(gb[..., 0, :], x), broadcast_cond(gb[..., 1, :], x)
         return x.astype(dt) * (1 + gamma) + beta

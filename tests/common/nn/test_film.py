@@ -98,3 +98,25 @@ def test_shape_errors():
     model = FiLM(COND, DIM, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="dim=12"):
         model(jnp.zeros((2, 3, DIM + 1)), jnp.zeros((2, COND)))
+
+
+def test_mlp_and_tanh_bound(rng):
+    """With a hidden layer and a bound: identity at init, then
+    ``gamma, beta = bound * tanh(proj(silu(hidden(cond))) / bound)``."""
+    model = FiLM(COND, DIM, hidden=7, bound=0.5, rngs=nnx.Rngs(0))
+    assert_params_have_axes(model)
+    assert ax.logical_axes(model.hidden.kernel) == (ax.COND, ax.MLP)
+    assert ax.logical_axes(model.proj.kernel) == (ax.MLP, None, ax.EMBED)
+    x = rng.standard_normal((2, 6, DIM)).astype(np.float32)
+    cond = rng.standard_normal((2, COND)).astype(np.float32)
+    np.testing.assert_array_equal(model(jnp.asarray(x), jnp.asarray(cond)), x)
+    model.proj.kernel[...] = jnp.asarray(rng.standard_normal((7, 2, DIM)) * 3, jnp.float32)
+    h = np.asarray(cond, np.float64) @ np.asarray(model.hidden.kernel[...], np.float64)
+    h += np.asarray(model.hidden.bias[...], np.float64)
+    h = h / (1 + np.exp(-h))
+    gb = np.einsum("bc,cjd->bjd", h, np.asarray(model.proj.kernel[...], np.float64))
+    gb = 0.5 * np.tanh(gb / 0.5)[:, None]
+    want = x * (1 + gb[..., 0, :]) + gb[..., 1, :]
+    got = np.asarray(model(jnp.asarray(x), jnp.asarray(cond)))
+    assert_close(got, want, rtol=1e-5)
+    assert 0.4 < np.abs(gb).max() <= 0.5  # squashed to the bound
