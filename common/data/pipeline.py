@@ -244,9 +244,24 @@ class _Collate:
         if self.speakers is not None:
             batch["speaker"] = np.asarray([r[2] if r else 0 for r in rows], np.int32)
         batch["example_valid"] = np.asarray([r is not None for r in rows], bool)
+        if cfg.f0 is not None:
+            batch["f0"], batch["voiced"] = self._f0(batch["audio"], batch["example_valid"])
         batch[STATS_KEY] = {"skipped": dict(stats.skipped), "notes": dict(stats.notes),
                             "kept": dict(kept)}
         return batch
+
+    def _f0(self, audio: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """F0 and voicing ``[B, 1 + N // hop]`` of the left-padded rows (zeros for the
+        padding rows): computed on the padded row, so its frames are the mel's."""
+        ext = self.cfg.f0
+        wav = audio[..., 0] if audio.ndim == 3 else audio
+        frames = 1 + wav.shape[1] // ext.hop_length
+        f0 = np.zeros((wav.shape[0], frames), np.float32)
+        voiced = np.zeros((wav.shape[0], frames), bool)
+        for i in np.flatnonzero(valid):
+            got = ext({"id": i, "audio": wav[i], "sample_rate": ext.sample_rate})
+            f0[i], voiced[i] = got["f0"], got["voiced"]
+        return f0, voiced
 
     def _speaker(self, rec: dict) -> int:
         if self.speakers is None:

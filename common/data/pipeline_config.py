@@ -11,6 +11,7 @@ from typing import Literal
 
 from common.data.bad_input import BadInputConfig
 from common.data.batching import hop_multiple, round_up
+from common.data.extractors import F0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,10 @@ class PipelineConfig:
         own ``language``, else "en-us".
       token_bos_eos: frame token sequences with <bos> ... <eos>.
       speakers: speaker ids; ``speaker`` is the index in this table.
+      f0: also give ``f0`` float32 ``[B, T]`` (Hz, 0 unvoiced) and ``voiced`` bool
+        ``[B, T]`` per frame of ``f0.hop_length`` (``T = 1 + N // hop``, centred, the
+        frames of a log-mel at that hop), estimated by this extractor
+        (``common.data.extractors.F0``) on the batch's left-padded audio.
       seed: plan shuffles, crops and gains derive from it.
       num_epochs: None: forever (reshuffled each epoch).
       shuffle: shuffle indices and batches each epoch.
@@ -82,6 +87,7 @@ class PipelineConfig:
     phonemize: bool = False
     language: str = ""
     speakers: tuple[str, ...] | None = None
+    f0: F0 | None = None
     seed: int = 0
     num_epochs: int | None = None
     shuffle: bool = True
@@ -122,6 +128,9 @@ class PipelineConfig:
              "long_tokens must be 'error', 'truncate', 'skip' or 'mask', got "
              f"{self.long_tokens!r}")
         need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        need(self.f0 is None or self.f0.sample_rate == self.sample_rate,
+             f"f0.sample_rate must be sample_rate={self.sample_rate}, got "
+             f"{self.f0 and self.f0.sample_rate}")
         need(self.num_epochs is None or self.num_epochs >= 1,
              f"num_epochs must be >= 1 or None, got {self.num_epochs}")
         need(min(self.worker_count, self.read_threads, self.prefetch_buffer) >= 0,

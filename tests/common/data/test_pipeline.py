@@ -128,6 +128,37 @@ def test_bucketed_eval_sees_every_utterance_once(corpus):
     assert it.stats.total_skipped == 0
 
 
+def test_f0_per_frame_of_the_padded_rows(corpus):
+    """``f0``/``voiced`` come per frame of the F0 hop, the extractor's output on each
+    left-padded row (a pure tone reads as its pitch on its valid frames), zero for the
+    padding rows; the extractor must run at the pipeline's rate."""
+    from common.data.extractors import F0
+
+    ext = F0(sample_rate=SR, hop_length=320, frame_length=640, fmin=60.0, fmax=500.0)
+    recs, _ = corpus
+    batches = list(iterate_eval(recs, cfg_of(batch_size=4, f0=ext)))
+    for b in batches:
+        n = b["audio"].shape[1]
+        assert b["f0"].shape == b["voiced"].shape == (4, 1 + n // 320)
+        assert b["f0"].dtype == np.float32 and b["voiced"].dtype == bool
+        for i in np.flatnonzero(b["example_valid"]):
+            row = b["audio"][i].reshape(-1)  # [N] (or [N, 1])
+            got = ext({"id": "x", "audio": row, "sample_rate": SR})
+            np.testing.assert_array_equal(b["f0"][i], got["f0"])
+        assert not b["f0"][~b["example_valid"]].any()
+    tone = (0.3 * np.sin(2 * np.pi * 200.0 * np.arange(SR) / SR)).astype(np.float32)
+    audio = np.concatenate([np.zeros(SR // 2, np.float32), tone])[None]
+    from common.data.pipeline import _Collate
+
+    collate = _Collate(None, cfg_of(f0=ext), train=False, phoneme_vocab=None,
+                       text_vocab=None)
+    f0, voiced = collate._f0(audio, np.array([True]))
+    assert voiced[0, 30:-2].all() and not voiced[0, :20].any()  # tone, then the padding
+    np.testing.assert_allclose(f0[0, 30:-2], 200.0, rtol=0.01)
+    with pytest.raises(ValueError, match="f0.sample_rate must be sample_rate=16000"):
+        cfg_of(f0=dataclasses.replace(ext, sample_rate=24000))
+
+
 def test_training_epochs_reshuffle(corpus):
     recs, _ = corpus
     it = make_pipeline(recs, cfg_of(num_epochs=3, batch_size=2))
