@@ -155,7 +155,7 @@ def test_f0_per_frame_of_the_padded_rows(corpus):
     f0, voiced = collate._f0(audio, np.array([True]))
     assert voiced[0, 30:-2].all() and not voiced[0, :20].any()  # tone, then the padding
     np.testing.assert_allclose(f0[0, 30:-2], 200.0, rtol=0.01)
-    with pytest.raises(ValueError, match="f0.sample_rate must be sample_rate=16000"):
+    with pytest.raises(ValueError, match=r"f0\.sample_rate must be sample_rate=16000"):
         cfg_of(f0=dataclasses.replace(ext, sample_rate=24000))
 
 
