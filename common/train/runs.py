@@ -235,9 +235,11 @@ def list_runs(root: str | os.PathLike = "runs") -> list[RunSummary]:
     return sorted(out, key=lambda r: (r.created, r.name))
 
 
-def latest_run(kind: str, root: str | os.PathLike = "runs") -> Path:
+def latest_run(kind: str, root: str | os.PathLike = "runs", *, train_command: str = "",
+               flag: str = "--run") -> Path:
     """The newest run of ``kind`` under ``root`` that has a checkpoint; else a
-    ``NoRunError`` that says how to make one (``python -m <kind>.train``)."""
+    ``NoRunError`` that says how to make one (``train_command``, default ``python -m
+    <kind>.train``) or to pass ``flag DIR``."""
     runs = list_runs(root)
     mine = [r for r in runs if r.kind == kind and r.latest_step is not None]
     if mine:
@@ -246,20 +248,24 @@ def latest_run(kind: str, root: str | os.PathLike = "runs") -> Path:
     also = (f" (it holds {', '.join(others)} runs: `{LIST_COMMAND} {root}`)"
             if others else "")
     raise NoRunError(f"no {kind} run under {Path(root)}/: train one with "
-                     f"`python -m {kind}.train` or pass --run DIR{also}")
+                     f"`{train_command or f'python -m {kind}.train'}` or pass {flag} "
+                     f"DIR{also}")
 
 
 def pick_run(run: str | os.PathLike | None, kind: str, command: str,
-             root: str | os.PathLike = "runs") -> Path:
+             root: str | os.PathLike = "runs", *, train_command: str = "",
+             flag: str = "--run") -> Path:
     """The run a command loads: ``run`` itself, checked to have checkpoints and to be of
     ``kind`` (``require_kind``), or with no ``run`` the newest of ``kind`` under ``root``
-    (``latest_run``). ``command`` names the command in errors ("tokenizer.alpha.infer")."""
+    (``latest_run``). ``command`` names the command in errors ("tokenizer.alpha.infer"),
+    ``flag`` the option that gives the run and ``train_command`` the command that makes
+    one (default ``python -m <kind>.train``)."""
     if not run:
-        return latest_run(kind, root)
+        return latest_run(kind, root, train_command=train_command, flag=flag)
     path = Path(run)
     if not (path / "checkpoints").is_dir():
-        raise FileNotFoundError(f"{path}: not a run directory (no checkpoints/ inside); "
-                                "pass the directory train printed at the end")
+        raise FileNotFoundError(f"{flag} {path}: not a run directory (no checkpoints/ "
+                                "inside); pass the directory train printed at the end")
     require_kind(path, kind, command)
     return path
 

@@ -153,6 +153,14 @@ def test_pick_run_checks_the_given_run_or_finds_the_newest(tmp_path):
         pick_run(tmp_path, "tokenizer.alpha", "tokenizer.alpha.infer")
     with pytest.raises(NoRunError, match=r"no tests\.toy run under"):
         pick_run("", "tests.toy", "x", root)
+    # A stage's flag and the command that makes its runs, when not python -m <kind>.train
+    with pytest.raises(NoRunError) as e:
+        pick_run("", "worldmodel.sive", "x", root, flag="--sive-run",
+                 train_command="python -m worldmodel.train audio-sive")
+    assert ("train one with `python -m worldmodel.train audio-sive` or pass --sive-run DIR"
+            in str(e.value))
+    with pytest.raises(FileNotFoundError, match="--sive-run .*: not a run directory"):
+        pick_run(tmp_path, "worldmodel.sive", "x", flag="--sive-run")
 
 
 @pytest.fixture(autouse=True)

@@ -200,7 +200,8 @@ def main(argv=None) -> dict:
     opts = tyro.cli(Options, args=argv, description=__doc__.split("\n\n")[0])
     from common.train.runs import pick_run
 
-    run = pick_run(opts.run, KIND, "worldmodel.eval audio-sive")
+    run = pick_run(opts.run, KIND, "worldmodel.eval audio-sive",
+                   train_command="python -m worldmodel.train audio-sive")
     result = evaluate(run, opts)
     print(f"SIVE, {run} on split {opts.split!r}:\n{format_table(result)}")
     if opts.json:

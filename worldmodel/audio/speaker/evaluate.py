@@ -133,7 +133,8 @@ def main(argv=None) -> dict:
     opts = tyro.cli(Options, args=argv, description=__doc__.split("\n\n")[0])
     from common.train.runs import pick_run
 
-    run = pick_run(opts.run, KIND, "worldmodel.eval speaker-encoder")
+    run = pick_run(opts.run, KIND, "worldmodel.eval speaker-encoder",
+                   train_command="python -m worldmodel.train speaker-encoder")
     result = evaluate(run, opts)
     print(f"speaker verification, {run} on split {opts.split!r}:\n{format_table(result)}")
     if opts.json:
