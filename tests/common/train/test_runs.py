@@ -159,7 +159,7 @@ def test_pick_run_checks_the_given_run_or_finds_the_newest(tmp_path):
                  train_command="python -m worldmodel.train audio-sive")
     assert ("train one with `python -m worldmodel.train audio-sive` or pass --sive-run DIR"
             in str(e.value))
-    with pytest.raises(FileNotFoundError, match="--sive-run .*: not a run directory"):
+    with pytest.raises(FileNotFoundError, match=r"--sive-run .*: not a run directory"):
         pick_run(tmp_path, "worldmodel.sive", "x", flag="--sive-run")
 
 
