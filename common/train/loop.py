@@ -132,6 +132,16 @@ def _warn_schedule_changes(ckpt: Checkpointer, step: int, config: Mapping[str, A
             step, "; ".join(changes), step)
 
 
+def restore_targets(abstract: Any, shardings: Any) -> Any:
+    """``abstract`` (the state's shapes) with each array's target sharding, what a
+    checkpoint restores into. ``shardings`` leads the map: where ``abstract`` holds a
+    leafless node (optax's ``MaskedNode``, a frozen leaf's absent optimizer state),
+    ``shardings`` has one placeholder sharding, and the node is kept as it is."""
+    return jax.tree.map(
+        lambda s, a: (jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s)
+                      if hasattr(a, "shape") else a), shardings, abstract)
+
+
 def train(
     cfg: TrainConfig,
     *,
@@ -180,8 +190,7 @@ def train(
     ckpt = Checkpointer(run_dir, cfg.checkpoint)
     start = 0
     if cfg.resume and ckpt.latest_step() is not None:
-        targets = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                               abstract, shardings)
+        targets = restore_targets(abstract, shardings)
         start, items = ckpt.restore(
             program.to_items(targets),
             data_iterator=train_data if hasattr(train_data, "set_state") else None)

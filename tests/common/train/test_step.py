@@ -191,6 +191,14 @@ def test_traced_init_is_eval_shape_and_jit(frozen):
     placed = jax.tree.map(lambda sh, sub: all(x.sharding == sh for x in jax.tree.leaves(sub)),
                           shardings, state)
     assert all(jax.tree.leaves(placed))
+    # what a resume restores into: the state's structure (MaskedNodes kept), each array
+    # with its sharding (a frozen run's resume failed on the MaskedNodes before)
+    from common.train.loop import restore_targets
+
+    targets = restore_targets(traced.abstract, shardings)
+    assert jax.tree.structure(targets) == jax.tree.structure(traced.abstract)
+    for t, x in zip(jax.tree.leaves(targets), jax.tree.leaves(state), strict=True):
+        assert (t.shape, t.dtype, t.sharding) == (x.shape, x.dtype, x.sharding)
 
 
 @pytest.mark.slow  # compile-heavy: CI runs it, the fast subset leaves it out
