@@ -10,8 +10,8 @@ import pytest
 from flax import nnx
 
 from tests.helpers import assert_params_have_axes
-from worldmodel.audio.cvae.config import CvaeModelConfig
-from worldmodel.audio.cvae.loss import CvaeLossConfig, cvae_loss, kl_weight
+from worldmodel.audio.cvae.config import CvaeLossConfig, CvaeModelConfig
+from worldmodel.audio.cvae.loss import cvae_loss, kl_weight
 from worldmodel.audio.cvae.model import AudioCvae, f0_features, upsample_frames
 
 CFG = dataclasses.replace(CvaeModelConfig.tiny(content_dim=12, speaker_dim=6), n_mels=16)

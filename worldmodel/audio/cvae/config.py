@@ -1,8 +1,16 @@
-"""Config of the audio CVAE's model (``worldmodel.audio.cvae.model``)."""
+"""Config of the audio CVAE: its model (``worldmodel.audio.cvae.model``) and its
+training, ``python -m worldmodel.train audio-cvae``.
+
+Presets: ``tiny`` (the default run and the tests) and ``base``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+
+from common.data.sources import SourceConfig
+from common.speech.config import ContentEncoderConfig, EcapaConfig, MelFeatures
+from common.train.configs import OptimizerConfig, TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,3 +49,87 @@ class CvaeModelConfig:
         return cls(latent_dim=8, encoder_channels=(32, 64), content_dim=content_dim,
                    speaker_dim=speaker_dim, channels=64, decoder_layers=2,
                    film_hidden=32)
+
+
+@dataclasses.dataclass(frozen=True)
+class CvaeLossConfig:
+    l1_weight: float = 1.0
+    l2_weight: float = 1.0
+    kl_weight: float = 1e-2
+    """the KL's weight after warm-up (KL in nats per latent frame, summed over its
+    channels; the reconstruction is a mean per mel bin)."""
+    kl_warmup_steps: int = 1000
+    """steps over which the KL weight rises linearly from 0 (the decoder first learns
+    to use the latent, so the posterior does not collapse)."""
+    free_bits: float = 0.0
+    """nats per latent channel below which the KL gives no gradient (0: off)."""
+
+
+KIND = "worldmodel.cvae"  # what run.json records for these runs
+
+
+@dataclasses.dataclass(frozen=True)
+class CvaeData:
+    """Speech for the CVAE: whole utterances (cropped past ``max_seconds``), F0 per mel
+    frame; no labels (the speaker comes from the speaker encoder)."""
+
+    source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
+    train_split: str = "train"
+    eval_split: str = "validation"
+    batch_size: int = 16
+    max_seconds: float = 8.0
+    bucket_seconds: tuple[float, ...] = (4.0, 8.0)
+    workers: int = 0
+    loudness_dbfs: float | None = -20.0
+    f0_fmin: float = 60.0
+    f0_fmax: float = 500.0
+    f0_frame_length: int = 640
+    """YIN's window in samples (40 ms at 16 kHz: longer than two periods of
+    ``f0_fmin``, as YIN needs)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CvaeConfig:
+    """The CVAE's training. ``sive_run`` and ``speaker_run`` name the runs whose frozen
+    encoders give the content features and the speaker embedding (empty: the newest of
+    each under ``runs/``); ``resolve_data`` fills in their directories and configs
+    (``features``, ``content``, ``speaker_features``, ``speaker``), so a CVAE run's
+    ``config.json`` rebuilds the whole model without them."""
+
+    sive_run: str = ""
+    speaker_run: str = ""
+    features: MelFeatures = dataclasses.field(default_factory=MelFeatures)
+    """the mel the CVAE rebuilds: SIVE's input features."""
+    content: ContentEncoderConfig = dataclasses.field(default_factory=ContentEncoderConfig)
+    speaker_features: MelFeatures = dataclasses.field(default_factory=MelFeatures)
+    speaker: EcapaConfig = dataclasses.field(default_factory=EcapaConfig)
+    model: CvaeModelConfig = dataclasses.field(default_factory=CvaeModelConfig)
+    loss: CvaeLossConfig = dataclasses.field(default_factory=CvaeLossConfig)
+    data: CvaeData = dataclasses.field(default_factory=CvaeData)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+def tiny() -> CvaeConfig:
+    """The default run: a 2-block, 64-wide decoder over the newest SIVE and speaker
+    encoder runs, on the default corpus at 16 kHz (8 speakers held out), 300 steps;
+    the KL weight rises over the first 150."""
+    return CvaeConfig(
+        model=CvaeModelConfig.tiny(),
+        loss=CvaeLossConfig(kl_warmup_steps=150),
+        data=CvaeData(source=SourceConfig(corpus_sample_rate=16000,
+                                          corpus_holdout_speakers=8)),
+        train=TrainConfig(steps=300, eval_every=100, eval_batches=4, eval_at_start=True,
+                          optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=30,
+                                                schedule="cosine")))
+
+
+def base() -> CvaeConfig:
+    return CvaeConfig(
+        data=CvaeData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
+                                          corpus_holdout_speakers=8), batch_size=32),
+        train=TrainConfig(steps=20_000, eval_every=1000,
+                          optim=OptimizerConfig(name="adamw", lr=1e-3, warmup_steps=1000,
+                                                schedule="cosine")))
+
+
+PRESETS = {"tiny": tiny(), "base": base()}

@@ -4,28 +4,13 @@ free bits (``common.losses.kl.gaussian_kl``)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
 from common.losses.kl import gaussian_kl
 from common.losses.regression import l1_loss, l2_loss
+from worldmodel.audio.cvae.config import CvaeLossConfig
 from worldmodel.audio.cvae.model import CvaeOutput
-
-
-@dataclasses.dataclass(frozen=True)
-class CvaeLossConfig:
-    l1_weight: float = 1.0
-    l2_weight: float = 1.0
-    kl_weight: float = 1e-2
-    """the KL's weight after warm-up (KL in nats per latent frame, summed over its
-    channels; the reconstruction is a mean per mel bin)."""
-    kl_warmup_steps: int = 1000
-    """steps over which the KL weight rises linearly from 0 (the decoder first learns
-    to use the latent, so the posterior does not collapse)."""
-    free_bits: float = 0.0
-    """nats per latent channel below which the KL gives no gradient (0: off)."""
 
 
 def kl_weight(step: jax.Array, cfg: CvaeLossConfig) -> jax.Array:

@@ -1,0 +1,93 @@
+"""``python -m worldmodel.train audio-cvae``: the real command over a SIVE run and a
+speaker-encoder run (stage chaining: it finds them by directory, copies their configs
+and freezes their weights), checkpoints and an exact resume; the errors for a missing or
+wrong upstream run."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from common.config import config_from_dict
+from common.train.checkpoint import load_model
+from common.train.runs import NoRunError, RunKindError
+from tests.worldmodel.audio.runs import run_command, train_losses
+from worldmodel.audio.cvae.config import CvaeConfig, tiny
+from worldmodel.audio.cvae.data import resolve_data
+from worldmodel.audio.cvae.training import CvaeTrainee, load_encoders
+
+COMMON = ["--data.source.kind", "corpus", "--batch-size", "4",
+          "--train.optim.warmup-steps", "1", "--train.logging.log-every", "1",
+          "--train.eval-batches", "1"]
+
+
+@pytest.fixture(scope="module")
+def upstream(audio_corpus, tmp_path_factory):
+    """A 2-step SIVE run and a 2-step speaker-encoder run on the tiny corpus."""
+    root = tmp_path_factory.mktemp("upstream")
+    cache = root / "cache"
+    src = ["--data.source.path", str(audio_corpus), *COMMON, "--steps", "2",
+           "--train.optim.total-steps", "2", "--train.eval-every", "2",
+           "--train.run-dir", str(root)]
+    run_command(["audio-sive", *src, "--data.max-seconds", "4.0",
+                 "--data.bucket-seconds", "4.0", "--run-name", "sive"], cache)
+    run_command(["speaker-encoder", *src, "--data.segment-seconds", "1.0",
+                 "--run-name", "spk"], cache)
+    return root / "sive", root / "spk"
+
+
+def _train(corpus, upstream, run_dir, name, steps, cache, *extra):
+    sive, spk = upstream
+    return run_command(
+        ["audio-cvae", "--sive-run", str(sive), "--speaker-run", str(spk),
+         "--data.source.path", str(corpus), *COMMON, "--data.max-seconds", "4.0",
+         "--data.bucket-seconds", "4.0", "--steps", str(steps),
+         "--train.optim.total-steps", "4", "--loss.kl-warmup-steps", "4",
+         "--train.checkpoint.every", "2", "--train.eval-every", "2",
+         "--train.run-dir", str(run_dir), "--run-name", name, *extra], cache)
+
+
+@pytest.mark.slow  # two upstream runs, then three runs of the CVAE command
+def test_reads_its_stages_trains_and_resumes_exactly(audio_corpus, upstream, tmp_path):
+    cache = tmp_path / "cache"
+    out = _train(audio_corpus, upstream, tmp_path, "full", 4, cache)
+    assert "done at step 4" in out and "cvae/mel_l1" in out
+    cfg = json.load(open(tmp_path / "full" / "config.json"))
+    sive_cfg = json.load(open(upstream[0] / "config.json"))
+    spk_cfg = json.load(open(upstream[1] / "config.json"))
+    assert cfg["sive_run"] == str(upstream[0]) and cfg["speaker_run"] == str(upstream[1])
+    assert cfg["content"] == sive_cfg["encoder"] and cfg["speaker"] == spk_cfg["model"]
+    assert cfg["model"]["content_dim"] == sive_cfg["encoder"]["dim"]
+    assert cfg["model"]["speaker_dim"] == spk_cfg["model"]["embed_dim"]
+
+    _train(audio_corpus, upstream, tmp_path, "part", 2, cache)
+    _train(audio_corpus, upstream, tmp_path, "part", 4, cache, "--resume")
+    full, part = train_losses(tmp_path / "full"), train_losses(tmp_path / "part")
+    for step in (3, 4):  # same data, RNG, weights and KL warm-up counter after the resume
+        assert part[step] == full[step], (step, part[step], full[step])
+
+    # The frozen encoders are the upstream runs' weights (batch statistics included),
+    # unchanged by training.
+    trained, d = load_model(tmp_path / "full", lambda d: CvaeTrainee(
+        config_from_dict(CvaeConfig, d), rngs=nnx.Rngs(0)))
+    content, speaker = load_encoders(config_from_dict(CvaeConfig, d))
+    for got, want in ((nnx.state(trained.content), content),
+                      (nnx.state(trained.speaker), speaker)):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow  # needs the module's upstream runs
+def test_missing_or_wrong_upstream_runs_are_named(upstream, tmp_path, monkeypatch):
+    sive, spk = upstream
+    cfg = dataclasses.replace(tiny(), sive_run=str(sive), speaker_run=str(spk))
+    with pytest.raises(RunKindError, match=r"needs a worldmodel\.sive run"):
+        resolve_data(dataclasses.replace(cfg, sive_run=str(spk)))
+    with pytest.raises(FileNotFoundError, match=r"--speaker-run .*: not a run directory"):
+        resolve_data(dataclasses.replace(cfg, speaker_run=str(tmp_path)))
+    monkeypatch.chdir(tmp_path)  # no runs/ here
+    with pytest.raises(NoRunError, match=r"python -m worldmodel\.train audio-sive"):
+        resolve_data(dataclasses.replace(cfg, sive_run=""))
