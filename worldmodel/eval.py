@@ -3,7 +3,8 @@
 Models (each with ``--help``): ``speaker-encoder`` (equal error rate of verification
 trials, identification accuracy), ``audio-sive`` (phoneme error rate on held-out
 speakers; a linear speaker probe on its features against the same probe on its mel
-input).
+input), ``audio-cvae`` (mel reconstruction; voice conversion's speaker similarity and
+the phoneme error rate of converted mels).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from worldmodel.train import dispatch
 MODELS = {
     "speaker-encoder": "worldmodel.audio.speaker.evaluate",
     "audio-sive": "worldmodel.audio.sive.evaluate",
+    "audio-cvae": "worldmodel.audio.cvae.evaluate",
 }
 
 

@@ -17,6 +17,8 @@ from common.train.runs import NoRunError, RunKindError
 from tests.worldmodel.audio.runs import run_command, train_losses
 from worldmodel.audio.cvae.config import CvaeConfig, tiny
 from worldmodel.audio.cvae.data import resolve_data
+from worldmodel.audio.cvae.evaluate import format_table
+from worldmodel.audio.cvae.evaluate import main as eval_main
 from worldmodel.audio.cvae.training import CvaeTrainee, load_encoders
 
 COMMON = ["--data.source.kind", "corpus", "--batch-size", "4",
@@ -62,6 +64,7 @@ def test_reads_its_stages_trains_and_resumes_exactly(audio_corpus, upstream, tmp
     assert cfg["content"] == sive_cfg["encoder"] and cfg["speaker"] == spk_cfg["model"]
     assert cfg["model"]["content_dim"] == sive_cfg["encoder"]["dim"]
     assert cfg["model"]["speaker_dim"] == spk_cfg["model"]["embed_dim"]
+    assert cfg["phoneme_vocab"] == sive_cfg["data"]["phoneme_vocab"]
 
     _train(audio_corpus, upstream, tmp_path, "part", 2, cache)
     _train(audio_corpus, upstream, tmp_path, "part", 4, cache, "--resume")
@@ -78,6 +81,14 @@ def test_reads_its_stages_trains_and_resumes_exactly(audio_corpus, upstream, tmp
                       (nnx.state(trained.speaker), speaker)):
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_array_equal(a, b)
+
+    # The evaluation on the tiny checkpoint: every measure, in range, table and JSON.
+    result = eval_main(["--run", str(tmp_path / "full"), "--json", str(tmp_path / "c.json")])
+    assert json.loads((tmp_path / "c.json").read_text()) == result
+    assert result["speakers"] == 4 and result["mel_l1"] > 0
+    assert -1 <= result["cos_target"] <= 1 and 0 <= result["closer_to_target"] <= 1
+    assert all(result[f"per_{k}"] >= 0 for k in ("original", "reconstructed", "converted"))
+    assert "closer to the target" in format_table(result)
 
 
 @pytest.mark.slow  # needs the module's upstream runs

@@ -98,6 +98,9 @@ class CvaeConfig:
 
     sive_run: str = ""
     speaker_run: str = ""
+    phoneme_vocab: str = ""
+    """SIVE's CTC symbol table (from its run): the evaluation reads converted speech
+    with SIVE's recogniser."""
     features: MelFeatures = dataclasses.field(default_factory=MelFeatures)
     """the mel the CVAE rebuilds: SIVE's input features."""
     content: ContentEncoderConfig = dataclasses.field(default_factory=ContentEncoderConfig)

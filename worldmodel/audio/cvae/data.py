@@ -59,7 +59,8 @@ def resolve_data(cfg: CvaeConfig) -> CvaeConfig:
                                 speaker_dim=spk.model.embed_dim)
     data = dataclasses.replace(cfg.data, source=resolve_source(cfg.data.source, rate))
     return dataclasses.replace(
-        cfg, sive_run=str(sive_path), speaker_run=str(spk_path), features=sive.features,
+        cfg, sive_run=str(sive_path), speaker_run=str(spk_path),
+        phoneme_vocab=sive.data.phoneme_vocab, features=sive.features,
         content=sive.encoder, speaker_features=spk.features, speaker=spk.model,
         model=model, data=data)
 
