@@ -102,3 +102,45 @@ def test_missing_or_wrong_upstream_runs_are_named(upstream, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)  # no runs/ here
     with pytest.raises(NoRunError, match=r"python -m worldmodel\.train audio-sive"):
         resolve_data(dataclasses.replace(cfg, sive_run=""))
+
+
+@pytest.mark.slow  # needs the module's upstream runs; compiles both encoders
+def test_preprocess_extractors_read_the_runs(upstream, audio_corpus, tmp_path):
+    """SIVE features and speaker embeddings as preprocessing plug-ins: shards hold what
+    the runs' encoders give (padding to the compile bucket changes nothing)."""
+    from common.audio.io import load_audio
+    from common.data.features import build_extractors
+    from common.data.preprocessing import preprocess
+    from common.data.shards import ShardSource
+    from common.data.sources import SourceConfig
+    from worldmodel.audio.data import split_records
+
+    sive, spk = upstream
+    mod = "worldmodel.audio.extractors"
+    setups = build_extractors([f"{mod}:sive_features", f"{mod}:speaker_embedding"],
+                              [f"sive_features.run={sive}", f"speaker_embedding.run={spk}"])
+    records = split_records(SourceConfig(kind="corpus", path=str(audio_corpus)), "test")[:3]
+    result = preprocess(records, tmp_path / "shards", setups, sample_rate=16000,
+                        shard_size=2)
+    assert result.records == 3 and not result.skipped, result.summary()
+    shards = ShardSource(tmp_path / "shards")
+    sive_ext, spk_ext = (s.extractor for s in setups)
+    for i in range(3):
+        ex = shards[i]
+        feats, emb = ex["sive_features"], ex["speaker_embedding"]
+        assert feats.dtype == np.float32 and feats.shape[1] == sive_ext.dim
+        assert emb.shape == (spk_ext.dim,)
+        # The same utterance padded to a longer bucket: the same frames and embedding.
+        rec = {"id": ex["id"], "sample_rate": 16000,
+               "audio": load_audio(records[i]["audio_path"], 16000)[0]}
+        sive_ext.pad *= 3
+        spk_ext.pad *= 3
+        try:
+            np.testing.assert_allclose(sive_ext(rec)["sive_features"], feats, rtol=1e-5,
+                                       atol=1e-5)
+            np.testing.assert_allclose(spk_ext(rec)["speaker_embedding"], emb, rtol=1e-5,
+                                       atol=1e-5)
+        finally:
+            sive_ext.pad //= 3
+            spk_ext.pad //= 3
+
