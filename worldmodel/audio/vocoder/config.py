@@ -1,0 +1,177 @@
+"""Config of the mel vocoder and its training: ``python -m worldmodel.train vocoder``.
+
+The vocoder turns the speech front end's log-mel frames (``common.speech.MelFeatures``:
+16 kHz, 25 ms window, 10 ms hop, 80 bands, the features the audio CVAE produces) back
+into a waveform. The model is Vocos (Siuzdak 2023): a ConvNeXt backbone at the frame
+rate and a head predicting STFT magnitude and phase, inverted by an iSTFT whose hop is
+the mel hop, so ``T`` frames give ``T * hop`` samples.
+
+Presets: ``tiny`` (the default run and the tests: a few minutes on a 2-core CPU),
+``cpu`` (the CPU recipe, ~30 min on 2 cores) and ``base`` (Vocos's published sizes:
+dim 512, intermediate 1536, 8 layers, with the GAN on).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from common.data.sources import SourceConfig
+from common.speech.config import MelFeatures
+from common.train.configs import GANConfig, OptimizerConfig, TrainConfig
+from tokenizer.codec.configs import DiscriminatorConfig
+
+KIND = "worldmodel.vocoder"  # what run.json records for these runs
+PADDINGS = ("same", "center")
+
+
+@dataclasses.dataclass(frozen=True)
+class VocosConfig:
+    """Vocos's generator: ``VocosBackbone`` + ``ISTFTHead`` (``vocos==0.1.0`` names)."""
+
+    n_mels: int = 80
+    """input features per frame (the front end's mel bands)."""
+    dim: int = 512
+    intermediate_dim: int = 1536
+    """ConvNeXt blocks' pointwise expansion."""
+    num_layers: int = 8
+    kernel_size: int = 7
+    """the input conv's and the depthwise convs' kernel."""
+    layer_scale_init: float = 0.0
+    """initial layer scale of every block (0: Vocos's default, 1 / num_layers)."""
+    n_fft: int = 640
+    """the head's iSTFT size (4 hops of 160, as Vocos's 1024 is 4 of its 256)."""
+    hop_length: int = 160
+    """the iSTFT hop: the mel hop, so the waveform has ``frames * hop`` samples."""
+    padding: str = "same"
+    """iSTFT padding, ``same`` (Vocos's, ``frames * hop`` samples) or ``center``
+    (``(frames - 1) * hop``)."""
+    max_log_magnitude: float = 4.605170185988091
+    """magnitudes are clipped to ``exp`` of this (Vocos's safeguard, 1e2)."""
+    dtype: str | None = None
+    """compute dtype of the backbone ("bfloat16"; None: float32); the head runs in float32."""
+
+    def __post_init__(self):
+        if self.padding not in PADDINGS:
+            raise ValueError(f"vocos.padding must be one of {PADDINGS}, got {self.padding!r}")
+        if not 0 < self.hop_length <= self.n_fft:
+            raise ValueError(f"vocos.hop_length must be in (0, n_fft={self.n_fft}], got "
+                             f"{self.hop_length}")
+        if self.padding == "same" and (self.n_fft - self.hop_length) % 2:
+            raise ValueError(f"vocos.n_fft - vocos.hop_length must be even for padding "
+                             f"'same', got {self.n_fft} - {self.hop_length}")
+        if min(self.dim, self.intermediate_dim, self.num_layers, self.kernel_size) < 1:
+            raise ValueError("vocos.dim, intermediate_dim, num_layers and kernel_size must "
+                             "be >= 1")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"vocos.kernel_size must be odd (centred), got {self.kernel_size}")
+        if self.dtype is not None and self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"vocos.dtype must be None, 'float32', 'bfloat16' or 'float16', "
+                             f"got {self.dtype!r}")
+
+    @classmethod
+    def tiny(cls) -> VocosConfig:
+        return cls(dim=64, intermediate_dim=192, num_layers=2)
+
+
+@dataclasses.dataclass(frozen=True)
+class VocoderLoss:
+    """Reconstruction loss weights: ``mel * mel_l1 + stft * mr_stft``."""
+
+    mel: float = 15.0
+    """log-mel L1 at the front end's resolution (HiFi-GAN's / Vocos's mel loss)."""
+    stft: float = 1.0
+    """multi-resolution STFT loss (spectral convergence + log magnitude)."""
+    stft_ffts: tuple[int, ...] = (256, 512, 1024)
+    """FFT sizes of its resolutions (hop n_fft / 4)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VocoderData:
+    """Speech for the vocoder: any utterances (no labels), random crops."""
+
+    source: SourceConfig = dataclasses.field(default_factory=SourceConfig)
+    train_split: str = "train"
+    eval_split: str = "validation"
+    batch_size: int = 8
+    segment_seconds: float = 1.0
+    """random crops of this length (shorter utterances are left-padded and masked)."""
+    workers: int = 0
+    loudness_dbfs: float | None = -20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class VocoderConfig:
+    features: MelFeatures = dataclasses.field(default_factory=MelFeatures)
+    model: VocosConfig = dataclasses.field(default_factory=VocosConfig)
+    loss: VocoderLoss = dataclasses.field(default_factory=VocoderLoss)
+    adversarial: bool = False
+    """add the GAN losses of the codecs' discriminators (MPD, MSD, STFT); ``--gan``."""
+    disc: DiscriminatorConfig = dataclasses.field(default_factory=DiscriminatorConfig)
+    gan: GANConfig = dataclasses.field(default_factory=GANConfig)
+    disc_optim: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    data: VocoderData = dataclasses.field(default_factory=VocoderData)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.model.n_mels != self.features.n_mels:
+            raise ValueError(f"model.n_mels={self.model.n_mels} must equal "
+                             f"features.n_mels={self.features.n_mels}")
+        if self.model.hop_length != self.features.hop_length:
+            raise ValueError(f"model.hop_length={self.model.hop_length} must equal "
+                             f"features.hop_length={self.features.hop_length} (one "
+                             f"iSTFT frame per mel frame)")
+
+
+def _adamw(lr: float, warmup: int) -> OptimizerConfig:
+    # Vocos: AdamW(0.8, 0.9), lr 5e-4, cosine; clipping keeps early steps sane on CPU.
+    return OptimizerConfig(name="adamw", lr=lr, b1=0.8, b2=0.9, schedule="cosine",
+                           warmup_steps=warmup, min_lr_ratio=0.1, clip_norm=10.0)
+
+
+# Small discriminators for the tiny GAN (--gan on the default run and the tests).
+TINY_DISC = DiscriminatorConfig(periods=(2, 3), mpd_channels=(4, 8), msd_scales=1,
+                                msd_channels=(4, 8), stft_ffts=(512,), stft_channels=4,
+                                stft_bands=((0.0, 0.5), (0.5, 1.0)))
+
+
+def tiny() -> VocoderConfig:
+    """The default run: a 2-layer, 64-wide Vocos on 1 s crops of the default corpus at
+    16 kHz (8 speakers held out for ``worldmodel.eval vocoder``), 300 steps of AdamW;
+    evaluates before the first step and every 100. ``--gan`` adds small discriminators
+    from step 150."""
+    return VocoderConfig(
+        model=VocosConfig.tiny(), disc=TINY_DISC,
+        gan=GANConfig(disc_start_step=150), disc_optim=_adamw(5e-4, 0),
+        data=VocoderData(source=SourceConfig(corpus_sample_rate=16000,
+                                             corpus_holdout_speakers=8)),
+        train=TrainConfig(steps=300, eval_every=100, eval_batches=4, eval_at_start=True,
+                          optim=_adamw(2e-3, 20)))
+
+
+def cpu() -> VocoderConfig:
+    """The CPU recipe (~30 min on 2 cores): a 4-layer, 192-wide Vocos on the 2 h corpus
+    at 16 kHz (8 speakers held out), 2000 steps of 16 one-second crops, spectral losses
+    only."""
+    return VocoderConfig(
+        model=VocosConfig(dim=192, intermediate_dim=576, num_layers=4), disc=TINY_DISC,
+        disc_optim=_adamw(5e-4, 0),
+        data=VocoderData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
+                                             corpus_holdout_speakers=8), batch_size=16),
+        train=TrainConfig(steps=2000, eval_every=500, eval_batches=8, eval_at_start=True,
+                          optim=_adamw(1e-3, 100)))
+
+
+def base() -> VocoderConfig:
+    """Vocos's published generator sizes (dim 512, intermediate 1536, 8 layers) at the
+    front end's 16 kHz / 10 ms, trained as Vocos is: the GAN on (MPD + the codecs'
+    MSD and complex-STFT discriminators; Vocos uses MPD + MRD), mel-dominated loss."""
+    return VocoderConfig(
+        adversarial=True, loss=VocoderLoss(mel=45.0, stft=1.0),
+        gan=GANConfig(disc_start_step=0), disc_optim=_adamw(2e-4, 0),
+        data=VocoderData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
+                                             corpus_holdout_speakers=8), batch_size=16),
+        train=TrainConfig(steps=100_000, eval_every=2000,
+                          optim=_adamw(5e-4, 1000)))
+
+
+PRESETS = {"tiny": tiny(), "cpu": cpu(), "base": base()}
