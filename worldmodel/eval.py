@@ -1,7 +1,8 @@
 """Evaluate a trained world-model component: ``python -m worldmodel.eval <model> [options]``.
 
 Models (each with ``--help``): ``speaker-encoder`` (equal error rate of verification
-trials, identification accuracy).
+trials, identification accuracy), ``vocoder`` (mel and multi-resolution STFT distances,
+PESQ-WB and STOI of re-synthesised held-out speech).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from worldmodel.train import dispatch
 
 MODELS = {
     "speaker-encoder": "worldmodel.audio.speaker.evaluate",
+    "vocoder": "worldmodel.audio.vocoder.evaluate",
 }
 
 

@@ -1,9 +1,10 @@
 """Train a world-model component: ``python -m worldmodel.train <model> [options]``.
 
 Models (each with ``--help``): ``speaker-encoder`` (ECAPA-TDNN, AAM softmax),
-``audio-sive`` (Conformer content encoder, CTC, reversed speaker adversary). The audio
-CVAE, the vocoder, the image VAE, the diffusion models and the world model
-itself are planned (their issues are open). With no options a model trains its ``tiny``
+``audio-sive`` (Conformer content encoder, CTC, reversed speaker adversary), ``vocoder``
+(Vocos: log-mel frames to waveform; ``--gan`` adds the codecs' discriminators). The
+audio CVAE, the image VAE, the diffusion models and the world model itself are planned
+(their issues are open). With no options a model trains its ``tiny``
 preset on the embedded corpus.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 MODELS = {
     "speaker-encoder": "worldmodel.audio.speaker.train",
     "audio-sive": "worldmodel.audio.sive.train",
+    "vocoder": "worldmodel.audio.vocoder.train",
 }
 
 
