@@ -1,6 +1,7 @@
-"""The Vocos vocoder: the masked iSTFT against the librosa-semantics one and as the
-inverse of a "same"-padded STFT, shapes, logical axes, jit and grad through the loss,
-and masks (a left-padded row equals its unpadded self on the valid samples)."""
+"""The vocoder: the masked iSTFT against the librosa-semantics one and as the inverse
+of a "same"-padded STFT; Vocos's and HiFi-GAN's shapes, logical axes, jit and grad
+through the loss, and masks (a left-padded row equals its unpadded self on the valid
+samples); config checks."""
 
 import dataclasses
 
@@ -13,8 +14,9 @@ from flax import nnx
 from common.audio.frame_istft import frame_istft, output_length, sample_mask
 from common.audio.stft import istft, stft
 from tests.helpers import assert_close, assert_params_have_axes
-from worldmodel.audio.vocoder.config import VocoderConfig, VocosConfig, tiny
-from worldmodel.audio.vocoder.training import vocoder_loss
+from worldmodel.audio.vocoder.config import HifiGanConfig, VocoderConfig, VocosConfig, tiny
+from worldmodel.audio.vocoder.hifigan import HifiGan
+from worldmodel.audio.vocoder.training import build_generator, vocoder_loss
 from worldmodel.audio.vocoder.vocos import Vocos
 
 
@@ -65,6 +67,9 @@ def test_shapes_and_axes():
     assert wav.shape == valid.shape == (2, 11 * 160) and wav.dtype == jnp.float32
     center = Vocos(dataclasses.replace(cfg, padding="center"), rngs=nnx.Rngs(0))
     assert center(jnp.zeros((1, 11, 80)))[0].shape == (1, 10 * 160)
+    bf16 = Vocos(dataclasses.replace(cfg, dtype="bfloat16"), rngs=nnx.Rngs(0))
+    wav16 = bf16(jnp.ones((1, 11, 80)))[0]
+    assert wav16.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(wav16)))
 
 
 def test_left_padded_row_equals_its_unpadded_self():
@@ -133,3 +138,34 @@ def test_config_refuses_mismatched_front_end():
         VocosConfig(n_fft=641)
     with pytest.raises(ValueError, match="padding"):
         VocosConfig(padding="valid")
+
+
+def test_hifigan_generator_shapes_masks_and_gradients():
+    cfg = dataclasses.replace(tiny(), generator="hifigan", hifigan=HifiGanConfig.tiny())
+    model = build_generator(cfg, nnx.Rngs(0))
+    assert isinstance(model, HifiGan)
+    assert_params_have_axes(model)
+    rng = np.random.default_rng(6)
+    mel = jnp.asarray(rng.standard_normal((1, 12, 80)), jnp.float32)
+    junk = jnp.asarray(50 * rng.standard_normal((1, 4, 80)), jnp.float32)
+    alone, ok = model(mel)
+    assert alone.shape == ok.shape == (1, 12 * 160) and bool(ok.all())
+    padded, wav_valid = model(jnp.concatenate([junk, mel], 1),
+                              jnp.asarray([[False] * 4 + [True] * 12]))
+    assert_close(padded[0, np.asarray(wav_valid[0])], alone[0])
+    graphdef, params = nnx.split(model)
+    batch = _batch(cfg, [4800, 3200])
+    grads = jax.grad(lambda p: vocoder_loss(nnx.merge(graphdef, p), batch, cfg)[3])(params)
+    norms = [float(jnp.linalg.norm(g)) for g in jax.tree.leaves(grads)]
+    assert all(np.isfinite(norms)) and min(norms) > 0
+
+
+def test_hifigan_config_checks_the_hop():
+    with pytest.raises(ValueError, match="hop"):
+        VocoderConfig(generator="hifigan",
+                      hifigan=HifiGanConfig(upsample_rates=(8, 8, 2, 2),
+                                            upsample_kernel_sizes=(16, 16, 4, 4)))
+    with pytest.raises(ValueError, match="even"):
+        HifiGanConfig(upsample_kernel_sizes=(10, 8, 8, 4))
+    with pytest.raises(ValueError, match="generator"):
+        VocoderConfig(generator="wavenet")

@@ -43,6 +43,7 @@ def test_trains_checkpoints_resumes_exactly_and_evaluates(audio_corpus, tmp_path
                         "--json", str(tmp_path / "v.json")])
     assert json.loads((tmp_path / "v.json").read_text()) == result
     assert result["utterances"] == 3 and result["split"] == "test"
+    assert 0 <= result["unseen_speaker_utterances"] <= 3
     assert result["mel_distance"] > 0 and result["mr_stft_distance"] > 0
     assert result["pesq_wb"] is None or 1.0 <= result["pesq_wb"] <= 4.7
     assert 0.0 <= result["stoi"] <= 1.0

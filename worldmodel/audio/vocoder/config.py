@@ -7,13 +7,16 @@ rate and a head predicting STFT magnitude and phase, inverted by an iSTFT whose 
 the mel hop, so ``T`` frames give ``T * hop`` samples.
 
 Presets: ``tiny`` (the default run and the tests: a few minutes on a 2-core CPU),
-``cpu`` (the CPU recipe, ~30 min on 2 cores) and ``base`` (Vocos's published sizes:
-dim 512, intermediate 1536, 8 layers, with the GAN on).
+``cpu`` (the CPU recipe), ``base`` (Vocos's published sizes: dim 512, intermediate
+1536, 8 layers, with the GAN on) and ``hifigan`` (the second generator: HiFi-GAN V1's
+sizes with upsampling strides for the 10 ms hop; ``--generator hifigan`` on any
+preset, e.g. with ``--hifigan.upsample-initial-channel 64`` on ``tiny``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from common.data.sources import SourceConfig
 from common.speech.config import MelFeatures
@@ -22,6 +25,7 @@ from tokenizer.codec.configs import DiscriminatorConfig
 
 KIND = "worldmodel.vocoder"  # what run.json records for these runs
 PADDINGS = ("same", "center")
+GENERATORS = ("vocos", "hifigan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +78,48 @@ class VocosConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class HifiGanConfig:
+    """HiFi-GAN's generator (Kong et al. 2020, ``jik876/hifi-gan`` ``Generator`` with
+    ``ResBlock1``): transposed-conv upsamplers whose strides multiply to the mel hop,
+    each followed by the mean of multi-receptive-field residual blocks."""
+
+    n_mels: int = 80
+    upsample_initial_channel: int = 512
+    """channels after the input conv; every upsampler halves them."""
+    upsample_rates: tuple[int, ...] = (5, 4, 4, 2)
+    """their product is the hop (160 at 16 kHz / 10 ms)."""
+    upsample_kernel_sizes: tuple[int, ...] = (11, 8, 8, 4)
+    """``kernel - rate`` even (HiFi-GAN's ``padding=(k - u) // 2`` is then exact)."""
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+
+    def __post_init__(self):
+        if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
+            raise ValueError("hifigan.upsample_rates and upsample_kernel_sizes need one "
+                             "entry per upsampler")
+        if any((k - u) % 2 or k < u for k, u in zip(self.upsample_kernel_sizes,
+                                                    self.upsample_rates, strict=True)):
+            raise ValueError("hifigan.upsample_kernel_sizes: every kernel - rate must be "
+                             f"even and >= 0, got {self.upsample_kernel_sizes} for "
+                             f"{self.upsample_rates}")
+        if len(self.resblock_kernel_sizes) != len(self.resblock_dilations):
+            raise ValueError("hifigan.resblock_kernel_sizes and resblock_dilations need one "
+                             "entry per residual block")
+        if self.upsample_initial_channel % 2 ** len(self.upsample_rates):
+            raise ValueError("hifigan.upsample_initial_channel must stay whole through "
+                             f"{len(self.upsample_rates)} halvings")
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.upsample_rates)
+
+    @classmethod
+    def tiny(cls) -> HifiGanConfig:
+        return cls(upsample_initial_channel=64, resblock_kernel_sizes=(3,),
+                   resblock_dilations=((1, 3),))
+
+
+@dataclasses.dataclass(frozen=True)
 class VocoderLoss:
     """Reconstruction loss weights: ``mel * mel_l1 + stft * mr_stft``."""
 
@@ -102,7 +148,10 @@ class VocoderData:
 @dataclasses.dataclass(frozen=True)
 class VocoderConfig:
     features: MelFeatures = dataclasses.field(default_factory=MelFeatures)
+    generator: str = "vocos"
+    """the generator: ``vocos`` (``model``) or ``hifigan`` (``hifigan``)."""
     model: VocosConfig = dataclasses.field(default_factory=VocosConfig)
+    hifigan: HifiGanConfig = dataclasses.field(default_factory=HifiGanConfig)
     loss: VocoderLoss = dataclasses.field(default_factory=VocoderLoss)
     adversarial: bool = False
     """add the GAN losses of the codecs' discriminators (MPD, MSD, STFT); ``--gan``."""
@@ -113,13 +162,17 @@ class VocoderConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        if self.model.n_mels != self.features.n_mels:
-            raise ValueError(f"model.n_mels={self.model.n_mels} must equal "
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator must be one of {GENERATORS}, got {self.generator!r}")
+        name = "model" if self.generator == "vocos" else "hifigan"
+        gen = self.model if self.generator == "vocos" else self.hifigan
+        if gen.n_mels != self.features.n_mels:
+            raise ValueError(f"{name}.n_mels={gen.n_mels} must equal "
                              f"features.n_mels={self.features.n_mels}")
-        if self.model.hop_length != self.features.hop_length:
-            raise ValueError(f"model.hop_length={self.model.hop_length} must equal "
+        if gen.hop_length != self.features.hop_length:
+            raise ValueError(f"{name}'s hop ({gen.hop_length}) must equal "
                              f"features.hop_length={self.features.hop_length} (one "
-                             f"iSTFT frame per mel frame)")
+                             f"hop of samples per mel frame)")
 
 
 def _adamw(lr: float, warmup: int) -> OptimizerConfig:
@@ -175,4 +228,18 @@ def base() -> VocoderConfig:
                           optim=_adamw(5e-4, 1000)))
 
 
-PRESETS = {"tiny": tiny(), "cpu": cpu(), "base": base()}
+def hifigan() -> VocoderConfig:
+    """HiFi-GAN V1's generator (512 channels, MRF kernels 3/7/11, dilations 1/3/5) with
+    upsamplers 5 x 4 x 4 x 2 for the 10 ms hop, trained as HiFi-GAN is: the GAN on from
+    the start (MPD + MSD; here with the codecs' complex-STFT discriminator too),
+    mel-dominated loss (HiFi-GAN's 45), AdamW(0.8, 0.99) at 2e-4."""
+    optim = dataclasses.replace(_adamw(2e-4, 0), b2=0.99)
+    return VocoderConfig(
+        generator="hifigan", adversarial=True, loss=VocoderLoss(mel=45.0, stft=1.0),
+        gan=GANConfig(disc_start_step=0), disc_optim=optim,
+        data=VocoderData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
+                                             corpus_holdout_speakers=8), batch_size=16),
+        train=TrainConfig(steps=100_000, eval_every=2000, optim=optim))
+
+
+PRESETS = {"tiny": tiny(), "cpu": cpu(), "base": base(), "hifigan": hifigan()}

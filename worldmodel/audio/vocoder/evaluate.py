@@ -3,11 +3,11 @@
 [--max-utterances N] [--json FILE]``.
 
 Every utterance of the split (whole, cropped to ``--max-seconds``; the corpus's test
-split holds the speakers held out of training) goes through the front end's log-mel and
-back through the vocoder; on the valid samples the table gives the log-mel L1 distance
-(natural log, the training mel loss), the multi-resolution STFT distance (spectral
-convergence + log magnitude, the training STFT loss), wide-band PESQ and STOI, each a
-mean over utterances (PESQ over those it can score). Without ``--run``: the newest
+split holds the speakers held out of training, counted in the table) goes through the
+front end's log-mel and back through the vocoder; on the valid samples the table gives
+the log-mel L1 distance (natural log, the training mel loss), the multi-resolution STFT
+distance (spectral convergence + log magnitude, the training STFT loss), wide-band PESQ
+and STOI, each a mean over utterances (PESQ over those it can score). Without ``--run``: the newest
 vocoder run under ``runs/``.
 """
 
@@ -53,11 +53,10 @@ def evaluate(run: Path, opts: Options) -> dict:
     from common.train.checkpoint import load_model
     from tokenizer.alpha.metrics import pesq_wb, stoi
     from worldmodel.audio.data import split_records
-    from worldmodel.audio.vocoder.training import reconstruction_loss, vocode
-    from worldmodel.audio.vocoder.vocos import Vocos
+    from worldmodel.audio.vocoder.training import build_generator, reconstruction_loss, vocode
 
-    model, d = load_model(run, lambda d: Vocos(config_from_dict(VocoderConfig, d).model,
-                                               rngs=nnx.Rngs(0)), item=("ema", "model"))
+    model, d = load_model(run, lambda d: build_generator(config_from_dict(VocoderConfig, d),
+                                                         nnx.Rngs(0)), item=("ema", "model"))
     cfg = config_from_dict(VocoderConfig, d)
     records = split_records(cfg.data.source, opts.split)
     if opts.max_utterances:
@@ -97,7 +96,11 @@ def evaluate(run: Path, opts: Options) -> dict:
         xs = [x for x in xs if x is not None]
         return float(np.mean(xs)) if xs else None
 
+    heard = {str(r.get("speaker")) for r in split_records(cfg.data.source,
+                                                          cfg.data.train_split)}
+    unseen = sum(str(r.get("speaker")) not in heard for r in records)
     return {"run": str(run), "split": opts.split, "utterances": len(rows["mel"]),
+            "unseen_speaker_utterances": unseen,
             "pesq_scored": sum(x is not None for x in rows["pesq"]),
             "mel_distance": mean(rows["mel"]), "mr_stft_distance": mean(rows["stft"]),
             "pesq_wb": mean(rows["pesq"]), "stoi": mean(rows["stoi"])}
@@ -108,6 +111,7 @@ def format_table(r: dict) -> str:
         return "-" if v is None else format(v, fmt)
 
     rows = [("utterances (PESQ scored)", f"{r['utterances']} ({r['pesq_scored']})"),
+            ("of them by unseen speakers", str(r["unseen_speaker_utterances"])),
             ("log-mel L1 distance", num(r["mel_distance"])),
             ("MR-STFT distance", num(r["mr_stft_distance"])),
             ("PESQ-WB", num(r["pesq_wb"], ".2f")),

@@ -1,7 +1,8 @@
 """The vocoder's loss and program: mel frames of the batch's audio (the front end the
-CVAE predicts) -> Vocos -> waveform, scored against the audio by a log-mel L1 and a
-multi-resolution STFT loss; with ``adversarial`` (``--gan``) the GAN of
-``common.train.gan`` with the codecs' discriminators (``tokenizer.codec``) on top.
+CVAE predicts) -> the generator (Vocos, or HiFi-GAN's) -> waveform, scored against the
+audio by a log-mel L1 and a multi-resolution STFT loss; with ``adversarial``
+(``--gan``) the GAN of ``common.train.gan`` with the codecs' discriminators
+(``tokenizer.codec``) on top.
 
 Batches (``common.data.pipeline``, segment mode): ``audio [B, N, 1]`` left-padded,
 ``audio_lengths [B]``, N a multiple of the hop. The mel has ``T = 1 + N / hop`` frames,
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from common.audio import STFTConfig
 from common.losses.spectral import mel_l1_loss, multi_resolution_stft_loss, sample_mask
@@ -24,7 +26,17 @@ from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
 from common.train.program import Program, supervised_program
 from worldmodel.audio.vocoder.config import VocoderConfig
+from worldmodel.audio.vocoder.hifigan import HifiGan
 from worldmodel.audio.vocoder.vocos import Vocos
+
+Generator = Vocos | HifiGan
+
+
+def build_generator(cfg: VocoderConfig, rngs: nnx.Rngs) -> Generator:
+    """The config's generator (``cfg.generator``): ``Vocos`` or ``HifiGan``."""
+    if cfg.generator == "hifigan":
+        return HifiGan(cfg.hifigan, rngs=rngs)
+    return Vocos(cfg.model, rngs=rngs)
 
 
 def _fit(x: jax.Array, n: int) -> jax.Array:
@@ -34,7 +46,7 @@ def _fit(x: jax.Array, n: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (0, n - x.shape[1])))
 
 
-def vocode(model: Vocos, cfg: VocoderConfig, audio: jax.Array, lengths: jax.Array
+def vocode(model: Generator, cfg: VocoderConfig, audio: jax.Array, lengths: jax.Array
            ) -> tuple[jax.Array, jax.Array]:
     """``audio [B, N]`` or ``[B, N, 1]`` left-padded, ``lengths [B]`` -> ``(wav [B, N]
     float32, valid_lengths [B])``: the waveform re-synthesised from the audio's mel,
@@ -63,7 +75,7 @@ def reconstruction_loss(pred: jax.Array, target: jax.Array, lengths: jax.Array,
     return lc.mel * mel + lc.stft * stft, {"mel": mel, "stft": stft}
 
 
-def vocoder_loss(model: Vocos, batch: Mapping[str, jax.Array], cfg: VocoderConfig):
+def vocoder_loss(model: Generator, batch: Mapping[str, jax.Array], cfg: VocoderConfig):
     """``(wav [B, N], target [B, N], valid [B, N], loss, metrics)`` of a batch."""
     target = batch["audio"][..., 0].astype(jnp.float32)
     wav, lengths = vocode(model, cfg, target, batch["audio_lengths"])
@@ -73,9 +85,9 @@ def vocoder_loss(model: Vocos, batch: Mapping[str, jax.Array], cfg: VocoderConfi
 
 
 def build_program(cfg: VocoderConfig) -> Program:
-    """The training ``Program``: Vocos with the spectral losses (supervised), or with
+    """The training ``Program``: the generator with the spectral losses (supervised), or with
     ``cfg.adversarial`` the GAN with the shared discriminators."""
-    build = lambda rngs: Vocos(cfg.model, rngs=rngs)
+    build = lambda rngs: build_generator(cfg, rngs)
     tx = make_optimizer(resolve_optim(cfg.train))
     if not cfg.adversarial:
         def loss_fn(model, batch, key):
