@@ -116,6 +116,7 @@ def test_loss_jits_and_has_gradients():
     assert all(np.isfinite(norms)) and min(norms) > 0
 
 
+@pytest.mark.slow  # two compiles of the loss (~15 s on 2 busy cores)
 def test_padding_does_not_change_the_loss():
     """A row's loss is the same alone and left-padded in a longer batch (by 1280
     samples: whole hops of the mel and of every STFT resolution, so the losses' frame
@@ -140,6 +141,7 @@ def test_config_refuses_mismatched_front_end():
         VocosConfig(padding="valid")
 
 
+@pytest.mark.slow  # HiFi-GAN's sample-rate convs and their gradient compile for ~1 min
 def test_hifigan_generator_shapes_masks_and_gradients():
     cfg = dataclasses.replace(tiny(), generator="hifigan", hifigan=HifiGanConfig.tiny())
     model = build_generator(cfg, nnx.Rngs(0))
