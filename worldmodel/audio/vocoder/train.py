@@ -1,5 +1,5 @@
 """Train the mel vocoder (Vocos): ``python -m worldmodel.train vocoder
-[--preset tiny|cpu|base] [--gan] [--config FILE] [--any.config.field VALUE ...]``.
+[--preset tiny|cpu|base|hifigan] [--gan] [--config FILE] [--any.config.field ...]``.
 
 With no options: the ``tiny`` preset on 1 s crops of the embedded corpus at 16 kHz
 (8 speakers held out for ``python -m worldmodel.eval vocoder``), log-mel L1 +
