@@ -192,7 +192,7 @@ def tiny() -> VocoderConfig:
     16 kHz (8 speakers held out for ``worldmodel.eval vocoder``), 2000 steps of AdamW
     (a small model's steps are cheap: 3.5 min on 2 shared cores); evaluates before the first
     step and every 500. ``--gan`` adds small discriminators for the last 500 steps
-    (their step is ~12x the generator's on a CPU: ~5 min more)."""
+    (their step is ~12x the generator's on a CPU: 14 min in all)."""
     return VocoderConfig(
         model=VocosConfig.tiny(), disc=TINY_DISC,
         gan=GANConfig(disc_start_step=1500), disc_optim=_adamw(5e-4, 0),
