@@ -3,8 +3,10 @@
     uv run python scripts/bench_worldmodel_audio.py                         # tiny + cpu
     uv run python scripts/bench_worldmodel_audio.py --presets tiny cpu base --iters 3
 
-For each preset of each model (today the speaker encoder:
-``worldmodel.audio.speaker.config.PRESETS``): the train step exactly as
+For each preset of each model (the speaker encoder,
+``worldmodel.audio.speaker.config.PRESETS``, and the vocoder,
+``worldmodel.audio.vocoder.config.PRESETS``; ``--gan`` also times the vocoder's GAN
+step): the train step exactly as
 ``python -m worldmodel.train <model>`` runs it (the program of the model's
 ``build_program``, state built and step jitted as ``common.train.loop.train`` does:
 mesh, shardings, donation) on a synthetic batch with the pipeline's keys and layout
@@ -13,6 +15,7 @@ step time (mean and std over ``--iters``), samples/s, seconds of audio per secon
 (XLA's FLOPs over the device's peak; "-" where unknown, e.g. CPU), peak memory
 (process-wide so far). Nothing is downloaded and no corpus is built: the speaker table
 is ``--speakers`` synthetic names. Figures go to BENCHMARKS.md with device and date.
+The vocoder's GAN step is timed with its discriminator started (the full step).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from common.data.batching import collate_audio
 from common.train.hardware import peak_memory_bytes
 from worldmodel.audio.speaker.config import PRESETS as SPEAKER_PRESETS
 from worldmodel.audio.speaker.training import build_program as speaker_program
+from worldmodel.audio.vocoder.config import PRESETS as VOCODER_PRESETS
+from worldmodel.audio.vocoder.training import build_program as vocoder_program
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +47,8 @@ class Options:
     """Batch size (default: the preset's)."""
     speakers: int = 64
     """Size of the speaker table (the classifier's classes)."""
+    gan: bool = False
+    """Also time the vocoder's GAN step (discriminators started at step 0)."""
     json: Path | None = None
     """Also write the rows here."""
 
@@ -60,13 +67,33 @@ def speaker_row(name: str, args: Options) -> dict:
     batch["speaker"] = rng.integers(0, args.speakers, b).astype(np.int32)
     batch["example_valid"] = np.ones(b, bool)
     t = bench.bench_train_step(speaker_program(cfg), cfg.train.mesh, batch, iters=args.iters)
-    return {"model": "speaker-encoder", "preset": name,
-            "params_M": bench.n_params(t.abstract.params), "batch": b,
-            "seconds": data.segment_seconds, "init_s": t.init_s, "compile_s": t.compile_s,
+    return _row("speaker-encoder", name, t, b, data.segment_seconds)
+
+
+def _row(model: str, name: str, t, b: int, seconds: float) -> dict:
+    # a GAN state's parameters: the generator's (the model that is kept)
+    params = t.abstract.gen.params if hasattr(t.abstract, "gen") else t.abstract.params
+    return {"model": model, "preset": name, "params_M": bench.n_params(params), "batch": b,
+            "seconds": seconds, "init_s": t.init_s, "compile_s": t.compile_s,
             "step_ms": t.mean_s * 1e3, "std_ms": t.std_s * 1e3,
-            "samples_per_s": b / t.mean_s, "audio_s_per_s": b * data.segment_seconds / t.mean_s,
+            "samples_per_s": b / t.mean_s, "audio_s_per_s": b * seconds / t.mean_s,
             "mfu": bench.mfu(t.flops, t.mean_s, jax.device_count()),
             "peak_mem_MB": (peak_memory_bytes() or 0) / 2**20}
+
+
+def vocoder_row(name: str, args: Options, gan: bool) -> dict:
+    cfg = VOCODER_PRESETS[name]
+    data = dataclasses.replace(cfg.data, batch_size=args.batch_size or cfg.data.batch_size)
+    cfg = dataclasses.replace(cfg, data=data, adversarial=gan,
+                              gan=dataclasses.replace(cfg.gan, disc_start_step=0))
+    b, sr = data.batch_size, cfg.features.sample_rate
+    n = round(data.segment_seconds * sr)
+    rng = np.random.default_rng(0)
+    batch = collate_audio(list(0.1 * rng.standard_normal((b, n)).astype(np.float32)), n,
+                          (cfg.features.hop_length,))
+    batch["example_valid"] = np.ones(b, bool)
+    t = bench.bench_train_step(vocoder_program(cfg), cfg.train.mesh, batch, iters=args.iters)
+    return _row("vocoder+gan" if gan else "vocoder", name, t, b, data.segment_seconds)
 
 
 def main() -> None:
@@ -78,6 +105,11 @@ def main() -> None:
         if name in SPEAKER_PRESETS:
             rows.append(speaker_row(name, args))
             print(f"  speaker-encoder {name}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
+        for gan in (False, True) if args.gan else (False,):
+            if name in VOCODER_PRESETS:
+                rows.append(vocoder_row(name, args, gan))
+                print(f"  {rows[-1]['model']} {name}: {rows[-1]['step_ms']:.1f} ms/step",
+                      flush=True)
     bench.print_table(rows, f"world-model audio train steps, state donated; {backend}")
     if args.json:
         args.json.write_text(json.dumps({"backend": backend, "rows": rows}, indent=2))

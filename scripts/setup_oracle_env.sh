@@ -5,9 +5,11 @@
 #
 #   bash scripts/setup_oracle_env.sh      # creates .venv-oracle/ at the repo root
 #
-# Idempotent: a stamp in the env holds the hash of tests/oracles/requirements.txt, and a
-# matching stamp skips all work. The env is made with python3 -m venv + pip, never uv:
-# uv ignores pip's configuration and would fetch a multi-GB CUDA torch.
+# Idempotent: a stamp in the env holds the hash of tests/oracles/requirements.txt and
+# requirements-nodeps.txt (packages installed with --no-deps: their declared dependencies
+# would break the env), and a matching stamp skips all work. The env is made with
+# python3 -m venv + pip, never uv: uv ignores pip's configuration and would fetch a
+# multi-GB CUDA torch.
 #
 # Environment:
 #   TRC_ORACLE_PYTHON       interpreter to use instead of .venv-oracle/bin/python (the
@@ -22,6 +24,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 req="$root/tests/oracles/requirements.txt"
+req_nodeps="$root/tests/oracles/requirements-nodeps.txt"
 py="${TRC_ORACLE_PYTHON:-$root/.venv-oracle/bin/python}"
 env_dir="$(dirname "$(dirname "$py")")"
 stamp="$env_dir/.trc-oracle-stamp"
@@ -35,16 +38,17 @@ fail() {
 trap 'fail "command failed (line $LINENO); see the output above. Delete $env_dir to start over."' ERR
 
 [[ -f "$req" ]] || fail "missing $req"
-want="$(sha256sum "$req" | cut -d' ' -f1)"
+[[ -f "$req_nodeps" ]] || fail "missing $req_nodeps"
+want="$(cat "$req" "$req_nodeps" | sha256sum | cut -d' ' -f1)"
 
-# Every name==version pin of requirements.txt is installed (a local label such as
-# +cpu is ignored) and torch imports; exit status 1 with the mismatches otherwise.
+# Every name==version pin of both requirement files is installed (a local label such
+# as +cpu is ignored) and torch imports; exit status 1 with the mismatches otherwise.
 check_pins() {
-  "$py" - "$req" <<'PY'
+  "$py" - "$req" "$req_nodeps" <<'PY'
 import re, sys
 from importlib import metadata
 bad = []
-for line in open(sys.argv[1]):
+for line in (line for path in sys.argv[1:] for line in open(path)):
     m = re.match(r"\s*([A-Za-z0-9_.-]+)==([^\s;#]+)", line)
     if not m:
         continue
@@ -63,7 +67,8 @@ PY
 
 if [[ ! -f "$env_dir/pyvenv.cfg" && -x "$py" ]]; then
   # Not a venv (a system or conda interpreter): check it, never pip into it.
-  check_pins || fail "$py does not satisfy $req; point TRC_ORACLE_PYTHON at a venv instead"
+  check_pins || fail "$py does not satisfy $req and $req_nodeps; point TRC_ORACLE_PYTHON" \
+    "at a venv instead"
   echo "setup_oracle_env: $py satisfies the pins ($((SECONDS - start)) s)"
   exit 0
 fi
@@ -96,7 +101,9 @@ if [[ -n "$torch_index" ]]; then
   fi
 fi
 "$py" -m pip "${pip_args[@]}" || fail "pip install -r $req failed (see pip's output above)"
-check_pins || fail "after pip install, $env_dir does not match $req"
+"$py" -m pip install --quiet --disable-pip-version-check --no-deps -r "$req_nodeps" \
+  || fail "pip install --no-deps -r $req_nodeps failed (see pip's output above)"
+check_pins || fail "after pip install, $env_dir does not match $req and $req_nodeps"
 
 echo "$want" > "$stamp"
 echo "setup_oracle_env: $env_dir ready in $((SECONDS - start)) s" \

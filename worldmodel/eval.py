@@ -4,7 +4,8 @@ Models (each with ``--help``): ``speaker-encoder`` (equal error rate of verifica
 trials, identification accuracy), ``audio-sive`` (phoneme error rate on held-out
 speakers; a linear speaker probe on its features against the same probe on its mel
 input), ``audio-cvae`` (mel reconstruction; voice conversion's speaker similarity and
-the phoneme error rate of converted mels).
+the phoneme error rate of converted mels), ``vocoder`` (mel and multi-resolution STFT
+distances, PESQ-WB and STOI of re-synthesised held-out speech).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ MODELS = {
     "speaker-encoder": "worldmodel.audio.speaker.evaluate",
     "audio-sive": "worldmodel.audio.sive.evaluate",
     "audio-cvae": "worldmodel.audio.cvae.evaluate",
+    "vocoder": "worldmodel.audio.vocoder.evaluate",
 }
 
 

@@ -19,13 +19,16 @@ ALIASES = {"--resume": "--train.resume", "--steps": "--train.steps",
 
 def train_command(argv: Sequence[str] | None, *, config_cls: type, presets: Mapping[str, Any],
                   doc: str, kind: str, data_module: str, training_module: str,
-                  summary_keys: Sequence[str]) -> TrainResult:
+                  summary_keys: Sequence[str], aliases: Mapping[str, str] | None = None
+                  ) -> TrainResult:
     """``python -m worldmodel.train <model>``: ``data_module`` provides ``resolve_data``
-    and ``make_data``, ``training_module`` ``build_program`` (imported after parsing)."""
+    and ``make_data``, ``training_module`` ``build_program`` (imported after parsing);
+    ``aliases``: the model's short flags besides the shared ``ALIASES``."""
     import importlib
 
     setup_console()
-    cfg = parse_config(config_cls, presets, argv, description=doc, aliases=ALIASES)
+    cfg = parse_config(config_cls, presets, argv, description=doc,
+                       aliases={**ALIASES, **(aliases or {})})
     from common.train.curves import summarize
     from common.train.loop import enable_compilation_cache, train
     from common.train.mesh import maybe_initialize_distributed

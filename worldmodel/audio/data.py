@@ -82,3 +82,16 @@ def seen_speaker_data(source: SourceConfig, train_split: str, eval_split: str,
     return (make_pipeline(RecordSource(train, f"{train_split}:speakers"), pcfg),
             lambda: iterate_eval(RecordSource(known, f"{eval_split}:seen-speakers"),
                                  eval_cfg))
+
+
+def utterance_data(source: SourceConfig, train_split: str, eval_split: str,
+                   pcfg: PipelineConfig
+                   ) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
+    """``(train iterator, eval iterator factory)`` over every utterance of the splits
+    (no labels needed: the vocoder's data; ``seen_speaker_data`` is the labelled one)."""
+    train = open_source(source, train_split)
+    held = open_source(source, eval_split)
+    log.info("data: %d %s / %d %s utterances", len(train), train_split, len(held),
+             eval_split)
+    eval_cfg = dataclasses.replace(pcfg, worker_count=0)
+    return make_pipeline(train, pcfg), lambda: iterate_eval(held, eval_cfg)
