@@ -3,10 +3,9 @@
     uv run python scripts/bench_worldmodel_audio.py                         # tiny + cpu
     uv run python scripts/bench_worldmodel_audio.py --presets tiny cpu base --iters 3
 
-For each preset of each model (the speaker encoder,
-``worldmodel.audio.speaker.config.PRESETS``, and the vocoder,
-``worldmodel.audio.vocoder.config.PRESETS``; ``--gan`` also times the vocoder's GAN
-step): the train step exactly as
+For each preset of each model (the speaker encoder, SIVE, the audio CVAE over tiny
+encoders, and the vocoder: each package's ``config.PRESETS``; ``--gan`` also times the
+vocoder's GAN step): the train step exactly as
 ``python -m worldmodel.train <model>`` runs it (the program of the model's
 ``build_program``, state built and step jitted as ``common.train.loop.train`` does:
 mesh, shardings, donation) on a synthetic batch with the pipeline's keys and layout
@@ -31,6 +30,10 @@ import tyro
 from common import bench
 from common.data.batching import collate_audio
 from common.train.hardware import peak_memory_bytes
+from worldmodel.audio.cvae.config import PRESETS as CVAE_PRESETS
+from worldmodel.audio.cvae.training import build_program as cvae_program
+from worldmodel.audio.sive.config import PRESETS as SIVE_PRESETS
+from worldmodel.audio.sive.training import build_program as sive_program
 from worldmodel.audio.speaker.config import PRESETS as SPEAKER_PRESETS
 from worldmodel.audio.speaker.training import build_program as speaker_program
 from worldmodel.audio.vocoder.config import PRESETS as VOCODER_PRESETS
@@ -96,6 +99,64 @@ def vocoder_row(name: str, args: Options, gan: bool) -> dict:
     return _row("vocoder+gan" if gan else "vocoder", name, t, b, data.segment_seconds)
 
 
+def _speech_batch(b: int, seconds: float, hop: int) -> dict:
+    """``b`` full rows of ``seconds`` of noise on SIVE's 4-hop grid (the trainers'
+    whole-utterance batches)."""
+    n = round(seconds * 16000) // (4 * hop) * (4 * hop)
+    rng = np.random.default_rng(0)
+    batch = collate_audio(list(0.1 * rng.standard_normal((b, n)).astype(np.float32)), n,
+                          (4 * hop,))
+    batch["example_valid"] = np.ones(b, bool)
+    return batch
+
+
+def sive_row(name: str, args: Options, vocab: int = 64, tokens: int = 320) -> dict:
+    """SIVE's step on batches of ``data.max_seconds``, ``vocab`` CTC classes and
+    ``tokens`` phonemes per row (a synthetic table stands for the corpus's)."""
+    cfg = SIVE_PRESETS[name]
+    data = dataclasses.replace(
+        cfg.data, batch_size=args.batch_size or cfg.data.batch_size,
+        speakers=tuple(f"spk{i:03d}" for i in range(args.speakers)))
+    cfg = dataclasses.replace(cfg, data=data,
+                              encoder=dataclasses.replace(cfg.encoder, vocab=vocab))
+    b, secs = data.batch_size, data.max_seconds
+    batch = _speech_batch(b, secs, cfg.features.hop_length)
+    rng = np.random.default_rng(1)
+    batch["phonemes"] = rng.integers(1, vocab, (b, tokens)).astype(np.int32)
+    batch["phonemes_valid"] = np.broadcast_to(np.arange(tokens) < tokens // 3, (b, tokens))
+    batch["speaker"] = rng.integers(0, args.speakers, b).astype(np.int32)
+    t = bench.bench_train_step(sive_program(cfg), cfg.train.mesh, batch, iters=args.iters)
+    return _row("audio-sive", name, t, b, secs)
+
+
+def cvae_row(name: str, args: Options) -> dict:
+    """The CVAE's step over the tiny SIVE and speaker encoders (random weights stand
+    for the runs'; their forward passes are part of the step, as in training)."""
+    from flax import nnx
+
+    from common.speech.content import ContentEncoder
+    from common.speech.ecapa import EcapaTdnn
+
+    cfg = CVAE_PRESETS[name]
+    content = SIVE_PRESETS["tiny"].encoder
+    speaker = SPEAKER_PRESETS["tiny"].model
+    cfg = dataclasses.replace(
+        cfg, sive_run="(bench)", speaker_run="(bench)", content=content, speaker=speaker,
+        model=dataclasses.replace(cfg.model, content_dim=content.dim,
+                                  speaker_dim=speaker.embed_dim),
+        data=dataclasses.replace(cfg.data, batch_size=args.batch_size or cfg.data.batch_size))
+    encoders = (nnx.state(ContentEncoder(content, rngs=nnx.Rngs(0))),
+                nnx.state(EcapaTdnn(speaker, rngs=nnx.Rngs(0))))
+    b, secs = cfg.data.batch_size, cfg.data.max_seconds
+    batch = _speech_batch(b, secs, cfg.features.hop_length)
+    frames = 1 + batch["audio"].shape[1] // cfg.features.hop_length
+    batch["f0"] = np.full((b, frames), 150.0, np.float32)
+    batch["voiced"] = np.ones((b, frames), bool)
+    t = bench.bench_train_step(cvae_program(cfg, encoders), cfg.train.mesh, batch,
+                               iters=args.iters)
+    return _row("audio-cvae", name, t, b, secs)
+
+
 def main() -> None:
     args = tyro.cli(Options, description=__doc__.split("\n\n")[0])
     backend = bench.describe_backend()
@@ -105,6 +166,11 @@ def main() -> None:
         if name in SPEAKER_PRESETS:
             rows.append(speaker_row(name, args))
             print(f"  speaker-encoder {name}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
+        for model, presets, row in (("audio-sive", SIVE_PRESETS, sive_row),
+                                    ("audio-cvae", CVAE_PRESETS, cvae_row)):
+            if name in presets:
+                rows.append(row(name, args))
+                print(f"  {model} {name}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
         for gan in (False, True) if args.gan else (False,):
             if name in VOCODER_PRESETS:
                 rows.append(vocoder_row(name, args, gan))
