@@ -12,6 +12,7 @@ is unseen at fitting time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -29,15 +30,11 @@ class ProbeResult:
     classes: int
 
 
-def fit_linear_probe(x: np.ndarray, y: np.ndarray, *, l2: float = 1.0, iters: int = 300
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``x [N, D]``, integer ``y [N]`` -> ``(mean [D], std [D], W [D, K], b [K])`` of the
-    probe ``argmax(((x - mean) / std) @ W + b)``, ``K = y.max() + 1``."""
-    x = np.asarray(x, np.float64)
-    mean, std = x.mean(0), x.std(0) + 1e-8
-    z = jnp.asarray((x - mean) / std, jnp.float32)
-    labels = jnp.asarray(y, jnp.int32)
-    k = int(np.max(y)) + 1
+@functools.partial(jax.jit, static_argnames=("k", "iters"))
+def _lbfgs_fit(z: jax.Array, labels: jax.Array, l2: jax.Array, *, k: int, iters: int
+               ) -> dict[str, jax.Array]:
+    """``iters`` L-BFGS steps on ``sum CE + l2 ||W||^2 / 2`` from zero weights; one
+    compile per shape (module-level, so repeated probes reuse it)."""
 
     def loss(p):
         logits = z @ p["w"] + p["b"]
@@ -49,18 +46,25 @@ def fit_linear_probe(x: np.ndarray, y: np.ndarray, *, l2: float = 1.0, iters: in
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(loss)
 
-    @jax.jit
-    def run(params):
-        def body(_, carry):
-            params, state = carry
-            value, grad = value_and_grad(params, state=state)
-            updates, state = opt.update(grad, state, params, value=value, grad=grad,
-                                        value_fn=loss)
-            return optax.apply_updates(params, updates), state
+    def body(_, carry):
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = opt.update(grad, state, params, value=value, grad=grad,
+                                    value_fn=loss)
+        return optax.apply_updates(params, updates), state
 
-        return jax.lax.fori_loop(0, iters, body, (params, opt.init(params)))[0]
+    return jax.lax.fori_loop(0, iters, body, (params, opt.init(params)))[0]
 
-    params = run(params)
+
+def fit_linear_probe(x: np.ndarray, y: np.ndarray, *, l2: float = 1.0, iters: int = 300
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``x [N, D]``, integer ``y [N]`` -> ``(mean [D], std [D], W [D, K], b [K])`` of the
+    probe ``argmax(((x - mean) / std) @ W + b)``, ``K = y.max() + 1``."""
+    x = np.asarray(x, np.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-8
+    z = jnp.asarray((x - mean) / std, jnp.float32)
+    params = _lbfgs_fit(z, jnp.asarray(y, jnp.int32), jnp.float32(l2),
+                        k=int(np.max(y)) + 1, iters=iters)
     return mean, std, np.asarray(params["w"]), np.asarray(params["b"])
 
 

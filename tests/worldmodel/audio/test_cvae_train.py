@@ -21,6 +21,10 @@ from worldmodel.audio.cvae.evaluate import format_table
 from worldmodel.audio.cvae.evaluate import main as eval_main
 from worldmodel.audio.cvae.training import CvaeTrainee, load_encoders
 
+# The tests share the module's upstream runs: one xdist worker runs them all (they
+# would otherwise each train both upstream runs on their own worker).
+pytestmark = pytest.mark.xdist_group("cvae_upstream")
+
 COMMON = ["--data.source.kind", "corpus", "--batch-size", "4",
           "--train.optim.warmup-steps", "1", "--train.logging.log-every", "1",
           "--train.eval-batches", "1"]
