@@ -52,3 +52,32 @@ def train_command(argv: Sequence[str] | None, *, config_cls: type, presets: Mapp
     print(f"{what} at step {result.step}: {shown}\nrun directory: {result.run_dir}",
           flush=True)
     return result
+
+
+def eval_command(argv: Sequence[str] | None, *, options_cls: type, doc: str, kind: str,
+                 model: str, title: str, evaluate: Callable[[Any, Any], dict],
+                 format_table: Callable[[dict], str]) -> dict:
+    """``python -m worldmodel.eval <model>``: parse ``options_cls`` (its ``run``, ``split``
+    and ``json``), pick the run (``--run``, else the newest of ``kind``), print
+    ``evaluate(run, opts)`` as ``format_table`` gives it and write it as JSON if asked."""
+    import json
+
+    import tyro
+
+    from common.train.runs import pick_run
+
+    setup_console()
+    opts = tyro.cli(options_cls, args=argv, description=doc.split("\n\n")[0])
+    run = pick_run(opts.run, kind, f"worldmodel.eval {model}",
+                   train_command=f"python -m worldmodel.train {model}")
+    result = evaluate(run, opts)
+    print(f"{title}, {run} on split {opts.split!r}:\n{format_table(result)}")
+    if opts.json:
+        opts.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def markdown_rows(rows: Sequence[tuple[str, str]]) -> str:
+    """``(name, value)`` rows as a two-column markdown table body, names padded."""
+    w = max(len(k) for k, _ in rows)
+    return "\n".join(f"| {k.ljust(w)} | {v} |" for k, v in rows)

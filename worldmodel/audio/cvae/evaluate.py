@@ -20,15 +20,13 @@ Without ``--run``: the newest CVAE run under ``runs/``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import tyro
 
-from common.console import setup_console
+from worldmodel.audio.command import eval_command, markdown_rows
 from worldmodel.audio.cvae.config import KIND, CvaeConfig
 
 if TYPE_CHECKING:
@@ -167,19 +165,9 @@ def format_table(r: dict) -> str:
             ("PER original / reconstructed / converted",
              f"{r['per_original']:.3f} / {r['per_reconstructed']:.3f} / "
              f"{r['per_converted']:.3f}")]
-    w = max(len(k) for k, _ in rows)
-    return "\n".join(f"| {k.ljust(w)} | {v} |" for k, v in rows)
+    return markdown_rows(rows)
 
 
 def main(argv=None) -> dict:
-    setup_console()
-    opts = tyro.cli(Options, args=argv, description=__doc__.split("\n\n")[0])
-    from common.train.runs import pick_run
-
-    run = pick_run(opts.run, KIND, "worldmodel.eval audio-cvae",
-                   train_command="python -m worldmodel.train audio-cvae")
-    result = evaluate(run, opts)
-    print(f"audio CVAE, {run} on split {opts.split!r}:\n{format_table(result)}")
-    if opts.json:
-        opts.json.write_text(json.dumps(result, indent=2))
-    return result
+    return eval_command(argv, options_cls=Options, doc=__doc__, kind=KIND, model="audio-cvae",
+                        title="audio CVAE", evaluate=evaluate, format_table=format_table)

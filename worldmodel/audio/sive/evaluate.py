@@ -21,15 +21,13 @@ Without ``--run``: the newest SIVE run under ``runs/``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import tyro
 
-from common.console import setup_console
+from worldmodel.audio.command import eval_command, markdown_rows
 from worldmodel.audio.sive.config import KIND, SiveConfig
 
 if TYPE_CHECKING:
@@ -191,19 +189,9 @@ def format_table(r: dict) -> str:
                  (f"{what} probe ratio (SIVE / mel; target <= 0.5)",
                   f"{r[f'{key}_ratio']:.3f}"),
                  (f"{what} probe chance (majority speaker)", f"{r[f'{key}_chance']:.3f}")]
-    w = max(len(k) for k, _ in rows)
-    return "\n".join(f"| {k.ljust(w)} | {v} |" for k, v in rows)
+    return markdown_rows(rows)
 
 
 def main(argv=None) -> dict:
-    setup_console()
-    opts = tyro.cli(Options, args=argv, description=__doc__.split("\n\n")[0])
-    from common.train.runs import pick_run
-
-    run = pick_run(opts.run, KIND, "worldmodel.eval audio-sive",
-                   train_command="python -m worldmodel.train audio-sive")
-    result = evaluate(run, opts)
-    print(f"SIVE, {run} on split {opts.split!r}:\n{format_table(result)}")
-    if opts.json:
-        opts.json.write_text(json.dumps(result, indent=2))
-    return result
+    return eval_command(argv, options_cls=Options, doc=__doc__, kind=KIND, model="audio-sive",
+                        title="SIVE", evaluate=evaluate, format_table=format_table)

@@ -13,15 +13,13 @@ speaker-encoder run under ``runs/``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import tyro
 
-from common.console import setup_console
+from worldmodel.audio.command import eval_command, markdown_rows
 from worldmodel.audio.speaker.config import KIND, SpeakerEncoderConfig
 
 if TYPE_CHECKING:
@@ -124,19 +122,9 @@ def format_table(r: dict) -> str:
              else f"{100 * r['eer_unseen']:.2f} %"),
             ("identification accuracy (seen)", "-" if "identification_accuracy" not in r
              else f"{r['identification_accuracy']:.3f}")]
-    w = max(len(k) for k, _ in rows)
-    return "\n".join(f"| {k.ljust(w)} | {v} |" for k, v in rows)
+    return markdown_rows(rows)
 
 
 def main(argv=None) -> dict:
-    setup_console()
-    opts = tyro.cli(Options, args=argv, description=__doc__.split("\n\n")[0])
-    from common.train.runs import pick_run
-
-    run = pick_run(opts.run, KIND, "worldmodel.eval speaker-encoder",
-                   train_command="python -m worldmodel.train speaker-encoder")
-    result = evaluate(run, opts)
-    print(f"speaker verification, {run} on split {opts.split!r}:\n{format_table(result)}")
-    if opts.json:
-        opts.json.write_text(json.dumps(result, indent=2))
-    return result
+    return eval_command(argv, options_cls=Options, doc=__doc__, kind=KIND, model="speaker-encoder",
+                        title="speaker verification", evaluate=evaluate, format_table=format_table)

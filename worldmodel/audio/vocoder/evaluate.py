@@ -14,14 +14,12 @@ vocoder run under ``runs/``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
-import tyro
 
-from common.console import setup_console
+from worldmodel.audio.command import eval_command, markdown_rows
 from worldmodel.audio.vocoder.config import KIND, VocoderConfig
 
 log = logging.getLogger(__name__)
@@ -116,18 +114,9 @@ def format_table(r: dict) -> str:
             ("MR-STFT distance", num(r["mr_stft_distance"])),
             ("PESQ-WB", num(r["pesq_wb"], ".2f")),
             ("STOI", num(r["stoi"]))]
-    w = max(len(k) for k, _ in rows)
-    return "\n".join(f"| {k.ljust(w)} | {v} |" for k, v in rows)
+    return markdown_rows(rows)
 
 
 def main(argv=None) -> dict:
-    setup_console()
-    opts = tyro.cli(Options, args=argv, description=__doc__.split("\n\n")[0])
-    from common.train.runs import pick_run
-
-    run = pick_run(opts.run, KIND, "worldmodel.eval vocoder")
-    result = evaluate(run, opts)
-    print(f"vocoder re-synthesis, {run} on split {opts.split!r}:\n{format_table(result)}")
-    if opts.json:
-        opts.json.write_text(json.dumps(result, indent=2))
-    return result
+    return eval_command(argv, options_cls=Options, doc=__doc__, kind=KIND, model="vocoder",
+                        title="vocoder re-synthesis", evaluate=evaluate, format_table=format_table)
