@@ -14,6 +14,8 @@ left-to-right dependency is removed with a running minimum:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 
@@ -85,3 +87,29 @@ def _edit_distance(hyp: jax.Array, emit: jax.Array, ref: jax.Array,
 
     row, _ = jax.lax.scan(step, j, (hyp, emit))
     return row[ref_len]
+
+
+# ---------------------------------------------------------------- host (plain Python)
+# The same decoding and distance one utterance at a time: what host-side evaluations
+# use, and the reference the device versions are tested against.
+
+
+def ctc_greedy(frame_ids: Sequence[int], blank: int = 0) -> list[int]:
+    """Best-path CTC decoding: merge repeated ids, then drop blanks."""
+    out, prev = [], None
+    for i in map(int, frame_ids):
+        if i != prev and i != blank:
+            out.append(i)
+        prev = i
+    return out
+
+
+def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+    """Levenshtein distance (substitutions, insertions, deletions cost 1)."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]

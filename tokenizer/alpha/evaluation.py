@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from common.audio import quality as M
 from common.bench import print_table
 from common.data.bad_input import SkipStats
 from common.data.phonemize import record_phonemes
@@ -41,8 +42,8 @@ from common.data.source_base import RecordSource
 from common.data.sources import SourceConfig, open_source
 from common.data.transforms import tokenize
 from common.data.vocab import Vocab
+from common.losses.ctc_decode import ctc_greedy, edit_distance
 from common.losses.spectral import multi_resolution_stft_loss, multi_scale_mel_loss
-from tokenizer.alpha import metrics as M
 from tokenizer.alpha.components.quantizers.base import usage_metrics
 from tokenizer.alpha.config import AlphaConfig
 from tokenizer.alpha.data import pipeline_config
@@ -222,7 +223,7 @@ def evaluate(tok: AlphaTokenizer, cfg: AlphaConfig, *, split: str, vocab: str | 
                     phonemes, _ = record_phonemes(source[int(indices[b])], language)
                 if phonemes:
                     target = tokenize(phonemes, targets)
-                    edits += M.edit_distance(M.ctc_greedy(c[:, 0]), target.tolist())
+                    edits += edit_distance(ctc_greedy(c[:, 0]), target.tolist())
                     ref_len += len(target)
                     scored += 1
                 seconds += ref.size / cfg.sample_rate

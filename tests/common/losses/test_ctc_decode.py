@@ -1,12 +1,11 @@
 """The on-device greedy CTC errors agree with the plain-Python decoding and Levenshtein
-distance (``tokenizer.alpha.metrics`` holds the host versions used by eval)."""
+distance (the host versions beside them, used by host-side evaluations)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common.losses.ctc_decode import greedy_ctc_errors, phoneme_metrics
-from tokenizer.alpha.metrics import ctc_greedy, edit_distance
+from common.losses.ctc_decode import ctc_greedy, edit_distance, greedy_ctc_errors, phoneme_metrics
 
 
 def test_matches_host_decoding_and_levenshtein():
@@ -55,3 +54,12 @@ def test_phoneme_metrics_per_and_nonblank_leave_cropped_rows_out():
     # a batch of crops only has no rate (NaN), and adds nothing to the eval's sums
     m = phoneme_metrics(logits, frame_valid, phonemes, jnp.zeros((2, 2), bool))
     assert np.isnan(float(m["per"])) and float(m["per_num"]) == float(m["per_den"]) == 0
+
+
+def test_ctc_greedy_and_edit_distance():
+    assert ctc_greedy([0, 3, 3, 0, 3, 5, 5, 0, 0]) == [3, 3, 5]
+    assert ctc_greedy([0, 0]) == []
+    assert edit_distance([1, 2, 3], [1, 2, 3]) == 0
+    assert edit_distance([1, 2, 3], [2, 3]) == 1
+    assert edit_distance([], [4, 5]) == 2
+    assert edit_distance([1, 9, 3, 4], [1, 2, 3]) == 2  # kitten/sitting-style mix

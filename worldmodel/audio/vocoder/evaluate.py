@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from worldmodel.audio.command import eval_command, markdown_rows
-from worldmodel.audio.vocoder.config import KIND, VocoderConfig
+from worldmodel.audio.vocoder.config import KIND
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,13 @@ def evaluate(run: Path, opts: Options) -> dict:
     import jax.numpy as jnp
     from flax import nnx
 
-    from common.config import config_from_dict
+    from common.audio.quality import pesq_wb, stoi
     from common.data.pipeline import PipelineConfig, iterate_eval
     from common.data.source_base import RecordSource
-    from common.train.checkpoint import load_model
-    from tokenizer.alpha.metrics import pesq_wb, stoi
     from worldmodel.audio.data import split_records
-    from worldmodel.audio.vocoder.training import build_generator, reconstruction_loss, vocode
+    from worldmodel.audio.vocoder.training import load_generator, reconstruction_loss, vocode
 
-    model, d = load_model(run, lambda d: build_generator(config_from_dict(VocoderConfig, d),
-                                                         nnx.Rngs(0)), item=("ema", "model"))
-    cfg = config_from_dict(VocoderConfig, d)
+    model, cfg = load_generator(run)
     records = split_records(cfg.data.source, opts.split)
     if opts.max_utterances:
         records = records[:opts.max_utterances]

@@ -1,17 +1,16 @@
-"""Host-side evaluation metrics of a codec on single utterances (numpy, not jitted).
+"""Host-side quality measures of re-synthesised speech, one utterance at a time (numpy,
+not jitted): what the codecs' and the vocoder's evaluations (and the TTS's) report.
 
 ``si_sdr`` (scale-invariant SDR, Le Roux et al. 2019), ``pesq_wb`` (ITU-T P.862.2
 wide-band PESQ via the ``pesq`` package, on 16 kHz resampled copies), ``stoi`` (Taal et
-al. 2011 via ``pystoi``), ``ctc_greedy`` (collapse repeats, drop blanks) and
-``edit_distance`` (Levenshtein) for the phoneme error rate of the stage-1 codes. PESQ and
-STOI come from the optional ``eval`` dependency group: ``perceptual_available()`` says
-whether they are installed, and the functions return None when they are not.
+al. 2011 via ``pystoi``). PESQ and STOI come from the optional ``eval`` dependency
+group: ``perceptual_available()`` says whether they are installed, and the functions
+return None when they are not.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -59,24 +58,3 @@ def stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
         return None
     return float(_stoi(np.asarray(reference, np.float64), np.asarray(estimate, np.float64),
                        sample_rate, extended=extended))
-
-
-def ctc_greedy(frame_ids: Sequence[int], blank: int = 0) -> list[int]:
-    """Best-path CTC decoding: merge repeated ids, then drop blanks."""
-    out, prev = [], None
-    for i in map(int, frame_ids):
-        if i != prev and i != blank:
-            out.append(i)
-        prev = i
-    return out
-
-
-def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
-    """Levenshtein distance (substitutions, insertions, deletions cost 1)."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
