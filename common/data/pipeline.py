@@ -19,6 +19,10 @@ Batch (a dict of numpy arrays, leading axis this process's share of the global b
   phonemes_valid, text_valid  bool [B, L]  all False for a row whose transcript is not
                                       complete in its audio (cropped): CTC leaves it out
   speaker          int32   [B]        index into ``speakers``, when given
+  f0, voiced       float32, bool [B, 1 + N // hop]  with ``f0`` (``PipelineConfig.f0``)
+  <precomputed>    [B, D...]          per-utterance fields read from the records
+  <frames field>   [B, N // hop + 1, D...]  per-frame fields read from the records
+                                      (``precomputed_frames``, left-padded)
   example_valid    bool    [B]        False for rows that pad the batch or were skipped
 
 Two modes. Segment (``segment_seconds``): every utterance is cropped to a fixed ``N``
@@ -140,6 +144,7 @@ class _Collate:
                          else {s: i for i, s in enumerate(cfg.speakers)})
         self.max_len = cfg.seconds_to_length(cfg.max_seconds)
         self.crop_tolerance = round(CROP_TOLERANCE_SECONDS * cfg.sample_rate)
+        self.shapes = precomputed_shapes(source, cfg.precomputed, cfg.precomputed_frames)
 
     def _audio(self, rec: dict, n: int, epoch: int, index: int, stats: SkipStats
                ) -> tuple[np.ndarray | None, bool]:
@@ -222,6 +227,9 @@ class _Collate:
                     wav = None
                     break
                 toks[field] = ids
+            if wav is not None and self.shapes:
+                pre = self._precomputed(rec, wav, stats)
+                wav = None if pre is None else wav
             if wav is None:
                 rows.append(None)
                 continue
@@ -234,8 +242,12 @@ class _Collate:
                 kept["cropped_seconds"] += seconds
                 kept["cropped_source_seconds"] += source_seconds
             kept["tokens"] += int(bool(toks) and all(len(t) for t in toks.values()))
-            rows.append((wav, toks, self._speaker(rec)))
+            rows.append((wav, toks, self._speaker(rec), pre if self.shapes else {}))
         batch = collate_audio([r and r[0] for r in rows], n, cfg.frame_hops)
+        for key in cfg.precomputed:
+            batch[key] = self._stack(key, [r and r[3][key] for r in rows])
+        for key in cfg.precomputed_frames:
+            batch[key] = self._frames(key, [r and r[3][key] for r in rows], n)
         for field in self.vocabs:
             seqs = [r and r[1][field] for r in rows]
             longest = max((len(s) for s in seqs if s is not None), default=0)
@@ -263,6 +275,55 @@ class _Collate:
             f0[i], voiced[i] = got["f0"], got["voiced"]
         return f0, voiced
 
+    def _precomputed(self, rec: dict, wav: np.ndarray, stats: SkipStats
+                     ) -> dict[str, np.ndarray] | None:
+        """The record's precomputed fields, checked; None: skipped (and counted)."""
+        cfg, out = self.cfg, {}
+        for key, (shape, _) in self.shapes.items():
+            if key not in rec:
+                raise DataError(f"{rec['id']}: no precomputed field {key!r} (the record has "
+                                f"{sorted(rec)}); preprocess the source with the extractor "
+                                f"that writes it")
+            x = np.asarray(rec[key])
+            frames = key in cfg.precomputed_frames
+            if x.shape[frames:] != shape:
+                raise DataError(f"{rec['id']}: precomputed field {key!r} has shape "
+                                f"{x.shape}, expected {'[frames] + ' if frames else ''}"
+                                f"{list(shape)}")
+            out[key] = x
+        if cfg.precomputed_frames:
+            n = wav.shape[0]
+            if n != rec["audio"].shape[0]:
+                stats.skip(Skipped(str(rec["audio_path"]), "cropped",
+                                   "precomputed frames cover the whole utterance, which is "
+                                   "longer than its bucket"))
+                return None
+            want = n // cfg.precomputed_hop  # frames centred on its samples
+            for key in cfg.precomputed_frames:
+                if out[key].shape[0] != want:
+                    raise DataError(
+                        f"{rec['id']}: precomputed field {key!r} has {out[key].shape[0]} "
+                        f"frames, but its {n} samples make {want} of {cfg.precomputed_hop} "
+                        "(were the shards made from other audio, or another hop?)")
+        return out
+
+    def _stack(self, key: str, xs: list[np.ndarray | None]) -> np.ndarray:
+        shape, dtype = self.shapes[key]
+        out = np.zeros((len(xs), *shape), dtype)
+        for i, x in enumerate(xs):
+            if x is not None:
+                out[i] = x
+        return out
+
+    def _frames(self, key: str, xs: list[np.ndarray | None], n: int) -> np.ndarray:
+        shape, dtype = self.shapes[key]
+        last = n // self.cfg.precomputed_hop  # the frame centred on sample n: never valid
+        out = np.zeros((len(xs), last + 1, *shape), dtype)
+        for i, x in enumerate(xs):
+            if x is not None:
+                out[i, last - x.shape[0]:last] = x
+        return out
+
     def _speaker(self, rec: dict) -> int:
         if self.speakers is None:
             return 0
@@ -271,6 +332,31 @@ class _Collate:
         except KeyError:
             raise DataError(f"{rec['id']}: speaker {rec['speaker']!r} is not in the speaker "
                             f"table ({len(self.speakers)} speakers)") from None
+
+
+def precomputed_shapes(source: Any, per_utterance: Sequence[str], frames: Sequence[str]
+                       ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``{key: (shape without the frames axis, dtype)}`` of precomputed record fields:
+    from the shards' feature spec (``ShardSource.features``; ``None`` marks the frames
+    axis) or else the source's first record."""
+    if not per_utterance and not frames:
+        return {}
+    spec = getattr(source, "features", None)
+    first = None if isinstance(spec, Mapping) else source[0]
+    out = {}
+    for key in (*per_utterance, *frames):
+        if isinstance(spec, Mapping):
+            if key not in spec:
+                raise DataError(f"{source!r}: no precomputed field {key!r} (its fields: "
+                                f"{sorted(spec)}); preprocess with the extractor that writes it")
+            shape = tuple(d for d in spec[key]["shape"] if d is not None)
+            out[key] = (shape, np.dtype(spec[key]["dtype"]))
+        else:
+            if key not in first:
+                raise DataError(f"{source!r}: its records have no precomputed field {key!r}")
+            x = np.asarray(first[key])
+            out[key] = (x.shape[1:] if key in frames else x.shape, x.dtype)
+    return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -55,6 +55,18 @@ class PipelineConfig:
         ``[B, T]`` per frame of ``f0.hop_length`` (``T = 1 + N // hop``, centred, the
         frames of a log-mel at that hop), estimated by this extractor
         (``common.data.extractors.F0``) on the batch's left-padded audio.
+      precomputed: record fields computed in advance (``python -m common.data.preprocess``
+        shards read through ``common.data.shards.ShardSource``), one array per utterance
+        (a speaker embedding ``[D]``): stacked into ``[B, D]`` (zeros for padding rows).
+      precomputed_frames: record fields with one row per frame of ``precomputed_hop``
+        samples (content features ``[t, D]``), ``t = L // hop`` for the utterance's
+        ``L`` samples: left-padded into ``[B, N // hop + 1, D]``, each row's frames the
+        ones centred on its valid samples (frame ``j`` centred on sample ``j * hop``, as
+        the front ends' frame masks have it: the last frame, centred on sample N, stays
+        empty). Such frames describe the whole utterance, so an
+        utterance cropped to its bucket is skipped (counted as ``cropped``); a frame
+        count that does not fit the audio is a ``DataError`` naming the record.
+      precomputed_hop: the frame hop of ``precomputed_frames`` (one of ``frame_hops``).
       seed: plan shuffles, crops and gains derive from it.
       num_epochs: None: forever (reshuffled each epoch).
       shuffle: shuffle indices and batches each epoch.
@@ -88,6 +100,9 @@ class PipelineConfig:
     language: str = ""
     speakers: tuple[str, ...] | None = None
     f0: F0 | None = None
+    precomputed: tuple[str, ...] = ()
+    precomputed_frames: tuple[str, ...] = ()
+    precomputed_hop: int | None = None
     seed: int = 0
     num_epochs: int | None = None
     shuffle: bool = True
@@ -131,6 +146,14 @@ class PipelineConfig:
         need(self.f0 is None or self.f0.sample_rate == self.sample_rate,
              f"f0.sample_rate must be sample_rate={self.sample_rate}, got "
              f"{self.f0 and self.f0.sample_rate}")
+        need(not self.precomputed_frames or (self.precomputed_hop in self.frame_hops
+                                             and self.segment_seconds is None),
+             f"precomputed_frames need whole utterances (segment_seconds=None) and a "
+             f"precomputed_hop among frame_hops={self.frame_hops}, got "
+             f"{self.precomputed_hop}")
+        need(not set(self.precomputed) & set(self.precomputed_frames),
+             f"precomputed and precomputed_frames share fields: "
+             f"{sorted(set(self.precomputed) & set(self.precomputed_frames))}")
         need(self.num_epochs is None or self.num_epochs >= 1,
              f"num_epochs must be >= 1 or None, got {self.num_epochs}")
         need(min(self.worker_count, self.read_threads, self.prefetch_buffer) >= 0,

@@ -159,6 +159,49 @@ def test_f0_per_frame_of_the_padded_rows(corpus):
         cfg_of(f0=dataclasses.replace(ext, sample_rate=24000))
 
 
+def test_precomputed_fields_ride_along(corpus):
+    """Per-utterance fields are stacked; per-frame fields are left-padded so that a row's
+    frames sit on the frames centred on its valid samples (the last, centred on sample
+    N, empty); cropped utterances are skipped and counted; missing or misfitting fields
+    are errors naming the record."""
+    recs, _ = corpus
+    hop = 640
+    recs = [dict(r, emb=np.full(3, k, np.float32),
+                 feat=np.arange(n // hop)[:, None] * np.ones(2, np.float32) + 100 * k)
+            for k, (r, n) in enumerate(zip(recs, LENGTHS, strict=True))]
+    cfg = cfg_of(precomputed=("emb",), precomputed_frames=("feat",), precomputed_hop=hop)
+    it = iterate_eval(recs, cfg)
+    seen = 0
+    for b in it:
+        n = b["audio"].shape[1]
+        assert b["emb"].shape == (4, 3) and b["feat"].shape == (4, n // hop + 1, 2)
+        centres = np.arange(n // hop + 1) * hop
+        for i in range(4):
+            if not b["example_valid"][i]:
+                assert not b["emb"][i].any() and not b["feat"][i].any()
+                continue
+            k = LENGTHS.index(int(b["audio_lengths"][i]))
+            seen += 1
+            np.testing.assert_array_equal(b["emb"][i], k)
+            on = (centres >= n - LENGTHS[k]) & (centres < n)  # the front ends' frame mask
+            np.testing.assert_array_equal(b["feat"][i][on], recs[k]["feat"])
+            assert not b["feat"][i][~on].any()
+    assert seen == N_UTT
+    # Utterances longer than max_seconds would be cropped: their frames no longer fit.
+    it = iterate_eval(recs, dataclasses.replace(cfg, max_seconds=1.0, bucket_seconds=()))
+    kept = sum(int(b["example_valid"].sum()) for b in it)
+    assert kept == sum(n <= SR for n in LENGTHS) and it.stats.skipped["cropped"] == N_UTT - kept
+    bad = [dict(r, feat=r["feat"][1:]) if k == 2 else r for k, r in enumerate(recs)]
+    with pytest.raises(DataError, match=r"c/u02: precomputed field 'feat' has \d+ frames"):
+        list(iterate_eval(bad, cfg))
+    bad = [{k: v for k, v in r.items() if k != "emb"} if i == 3 else r
+           for i, r in enumerate(recs)]
+    with pytest.raises(DataError, match=r"c/u03: no precomputed field 'emb'"):
+        list(iterate_eval(bad, cfg))
+    with pytest.raises(ValueError, match="precomputed_hop among frame_hops"):
+        cfg_of(precomputed_frames=("feat",), precomputed_hop=160)
+
+
 def test_training_epochs_reshuffle(corpus):
     recs, _ = corpus
     it = make_pipeline(recs, cfg_of(num_epochs=3, batch_size=2))
