@@ -20,6 +20,7 @@ from worldmodel.audio.cvae.data import resolve_data
 from worldmodel.audio.cvae.evaluate import format_table
 from worldmodel.audio.cvae.evaluate import main as eval_main
 from worldmodel.audio.cvae.training import CvaeTrainee, load_encoders
+from worldmodel.audio.vocoder.config import tiny as vocoder_tiny
 
 # The tests share the module's upstream runs: one xdist worker runs them all (they
 # would otherwise each train both upstream runs on their own worker).
@@ -93,6 +94,41 @@ def test_reads_its_stages_trains_and_resumes_exactly(audio_corpus, upstream, tmp
     assert -1 <= result["cos_target"] <= 1 and 0 <= result["closer_to_target"] <= 1
     assert all(result[f"per_{k}"] >= 0 for k in ("original", "reconstructed", "converted"))
     assert "closer to the target" in format_table(result)
+    assert "vocoder_resynthesis_l1" not in result
+
+    # With a vocoder (random weights: a run written as a converter writes one) the
+    # yardstick: its re-synthesis distance, the reconstruction's over the same frames.
+    voc = _random_vocoder(tmp_path / "vocoder", vocoder_tiny())
+    result = eval_main(["--run", str(tmp_path / "full"), "--vocoder-run", str(voc)])
+    assert result["vocoder_run"] == str(voc)
+    assert result["vocoder_resynthesis_l1"] > 0 and result["vocoded_reconstruction_l1"] > 0
+    assert 0 < result["mel_l1_same_frames"] <= 1.5 * result["mel_l1"]
+    assert result["reconstruction_vs_vocoder"] == pytest.approx(
+        result["mel_l1_same_frames"] / result["vocoder_resynthesis_l1"])
+    assert "target <= 1.5" in format_table(result)
+    other = vocoder_tiny()
+    other = dataclasses.replace(other, features=dataclasses.replace(other.features, fmin=20.0))
+    with pytest.raises(ValueError, match="other mel features"):
+        eval_main(["--run", str(tmp_path / "full"),
+                   "--vocoder-run", str(_random_vocoder(tmp_path / "v2", other))])
+
+
+def _random_vocoder(path, cfg):
+    """A vocoder run with random weights."""
+    from common.config import config_to_dict
+    from common.train.checkpoint import Checkpointer, write_config_json
+    from common.train.runs import write_run_info
+    from worldmodel.audio.vocoder.config import KIND
+    from worldmodel.audio.vocoder.training import build_generator
+
+    config = config_to_dict(cfg)
+    ckpt = Checkpointer(path)
+    ckpt.save(0, {"model": nnx.state(build_generator(cfg, nnx.Rngs(0)))}, config=config,
+              force=True)
+    ckpt.close()
+    write_config_json(path, config)
+    write_run_info(path, KIND, weights="random", config=cfg)
+    return path
 
 
 @pytest.mark.slow  # needs the module's upstream runs
@@ -148,3 +184,57 @@ def test_preprocess_extractors_read_the_runs(upstream, audio_corpus, tmp_path):
             sive_ext.pad //= 3
             spk_ext.pad //= 3
 
+
+
+@pytest.mark.slow  # preprocesses two splits, then one run of the CVAE command
+def test_trains_from_precomputed_shards(upstream, audio_corpus, tmp_path):
+    """``--data.precomputed``: SIVE features and speaker embeddings read from shards give
+    the encoders' own outputs on every batch row (so the loss is the on-the-fly one),
+    the command trains on them, and shards of other runs are refused by name."""
+    from common.data.features import build_extractors
+    from common.data.preprocessing import preprocess
+    from common.data.records import DataError
+    from common.data.sources import SourceConfig
+    from worldmodel.audio.cvae.data import make_data
+    from worldmodel.audio.data import split_records
+
+    sive, spk = upstream
+    mod = "worldmodel.audio.extractors"
+    setups = build_extractors([f"{mod}:sive_features", f"{mod}:speaker_embedding"],
+                              [f"sive_features.run={sive}", f"speaker_embedding.run={spk}"])
+    source = SourceConfig(kind="corpus", path=str(audio_corpus))
+    for split in ("train", "validation"):
+        result = preprocess(split_records(source, split), tmp_path / "pre" / split, setups,
+                            sample_rate=16000, shard_size=8)
+        assert result.index is not None and not result.skipped, result.summary()
+
+    cfg = dataclasses.replace(tiny(), sive_run=str(sive), speaker_run=str(spk))
+    cfg = resolve_data(dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, source=source, batch_size=4, max_seconds=8.0,
+                                      bucket_seconds=(8.0,),
+                                      precomputed=str(tmp_path / "pre"))))
+    model = CvaeTrainee(cfg, rngs=nnx.Rngs(0))
+    content, speaker = load_encoders(cfg)  # the runs' weights, as the program loads them
+    nnx.update(model.content, content)
+    nnx.update(model.speaker, speaker)
+    _, eval_batches = make_data(cfg)
+    rows = 0
+    for b in eval_batches():
+        keep = b["example_valid"]
+        rows += int(keep.sum())
+        fly = model.conditioning(b["audio"], b["audio_lengths"])
+        pre = model.conditioning(b["audio"], b["audio_lengths"], b["sive_features"],
+                                 b["speaker_embedding"])
+        for x, y in zip(fly, pre, strict=True):
+            np.testing.assert_allclose(np.asarray(y)[keep], np.asarray(x)[keep], rtol=1e-4,
+                                       atol=2e-5)
+    assert rows == len(split_records(source, "validation"))
+
+    out = _train(audio_corpus, upstream, tmp_path, "pre", 2, tmp_path / "cache",
+                 "--data.precomputed", str(tmp_path / "pre"))
+    assert "done at step 2" in out
+
+    other = dataclasses.replace(cfg, speaker_run=str(sive))
+    with pytest.raises(DataError, match=r"its speaker_embedding come from the run .*spk, "
+                                        r"but this CVAE's --speaker-run is .*sive"):
+        make_data(other)

@@ -6,7 +6,10 @@ copies what the CVAE needs from their saved configs: the mel features SIVE reads
 mel the CVAE rebuilds), SIVE's encoder config, the speaker encoder's features and
 config, and the sizes that follow from them. Batches are whole utterances padded to
 whole steps of SIVE's 4x subsampling (so mel, latent and content frames line up) with
-F0 and voicing per mel frame.
+F0 and voicing per mel frame. With ``data.precomputed`` the batches also carry SIVE's
+features (``sive_features [B, T4, C]``, on the content frame grid) and the speaker
+embedding (``speaker_embedding [B, S]``) read from preprocessed shards, checked to come
+from the same runs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 from common.config import config_from_dict
 from common.data.extractors import F0
 from common.data.pipeline import PipelineConfig, iterate_eval, make_pipeline
+from common.data.records import DataError
+from common.data.shards import ShardSource
 from common.data.source_base import RecordSource
 from common.train.runs import pick_run
 from worldmodel.audio.cvae.config import CvaeConfig
@@ -30,6 +35,9 @@ from worldmodel.audio.speaker.config import SpeakerEncoderConfig
 
 COMMAND = "worldmodel.train audio-cvae"
 SUBSAMPLING = 4  # SIVE's front end: one content frame per 4 mel frames
+# What the shards of ``data.precomputed`` give: extractor (= field) -> the run it reads.
+PRECOMPUTED = {"sive_features": ("sive_run", "--sive-run"),
+               "speaker_embedding": ("speaker_run", "--speaker-run")}
 
 
 def upstream_run(run: str, kind: str, cls: type, flag: str, model: str):
@@ -69,12 +77,40 @@ def pipeline_config(cfg: CvaeConfig) -> PipelineConfig:
     data, feats = cfg.data, cfg.features
     f0 = F0(sample_rate=feats.sample_rate, hop_length=feats.hop_length,
             frame_length=data.f0_frame_length, fmin=data.f0_fmin, fmax=data.f0_fmax)
+    step = SUBSAMPLING * feats.hop_length
+    pre = bool(data.precomputed)
     return PipelineConfig(
         sample_rate=feats.sample_rate, batch_size=data.batch_size, segment_seconds=None,
-        max_seconds=data.max_seconds, long_utterances="crop",
-        bucket_seconds=data.bucket_seconds, frame_hops=(SUBSAMPLING * feats.hop_length,),
+        max_seconds=data.max_seconds, long_utterances="skip" if pre else "crop",
+        bucket_seconds=data.bucket_seconds, frame_hops=(step,),
         loudness_dbfs=data.loudness_dbfs, f0=f0, seed=cfg.train.seed,
-        worker_count=data.workers, bad_input=data.source.bad_input)
+        worker_count=data.workers, bad_input=data.source.bad_input,
+        precomputed=("speaker_embedding",) if pre else (),
+        precomputed_frames=("sive_features",) if pre else (),
+        precomputed_hop=step if pre else None)
+
+
+def precomputed_source(cfg: CvaeConfig, split: str) -> ShardSource:
+    """The shards of ``split`` under ``cfg.data.precomputed``, checked to hold the
+    features of the config's SIVE and speaker-encoder runs at its sample rate."""
+    path = Path(cfg.data.precomputed) / split
+    source = ShardSource(path)
+    made = {e["name"]: e for e in source.index.get("extractors", [])}
+    for name, (field, flag) in PRECOMPUTED.items():
+        if name not in made:
+            raise DataError(
+                f"{path}: no {name!r} in its shards (made with {sorted(made)}); write them "
+                f"with `python -m common.data.preprocess --extractors "
+                f"worldmodel.audio.extractors:{name} ...`")
+        theirs, ours = made[name].get("info", {}).get("run", ""), getattr(cfg, field)
+        if not theirs or Path(theirs).resolve() != Path(ours).resolve():
+            raise DataError(f"{path}: its {name} come from the run {theirs or '(unknown)'}, "
+                            f"but this CVAE's {flag} is {ours}")
+    rate = source.index.get("sample_rate")
+    if rate != cfg.features.sample_rate:
+        raise DataError(f"{path}: shards of {rate} Hz audio, but the CVAE reads "
+                        f"{cfg.features.sample_rate} Hz")
+    return source
 
 
 def make_data(cfg: CvaeConfig) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
@@ -82,8 +118,12 @@ def make_data(cfg: CvaeConfig) -> tuple[Iterator[dict], Callable[[], Iterator[di
     utterance of the training and evaluation splits."""
     data = cfg.data
     pcfg = pipeline_config(cfg)
+    eval_cfg = dataclasses.replace(pcfg, worker_count=0)
+    if data.precomputed:
+        train = precomputed_source(cfg, data.train_split)
+        held = precomputed_source(cfg, data.eval_split)
+        return make_pipeline(train, pcfg), lambda: iterate_eval(held, eval_cfg)
     train = split_records(data.source, data.train_split)
     held = split_records(data.source, data.eval_split)
-    eval_cfg = dataclasses.replace(pcfg, worker_count=0)
     return (make_pipeline(RecordSource(train, data.train_split), pcfg),
             lambda: iterate_eval(RecordSource(held, data.eval_split), eval_cfg))

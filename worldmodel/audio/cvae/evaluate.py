@@ -14,6 +14,13 @@ over (checkpointed with it), no vocoder in the loop:
 - **Content**: SIVE's greedy-CTC phoneme error rate on the original mels, on the
   reconstructions and on the conversions (what the conversion keeps of the words).
 
+With ``--vocoder-run DIR`` (a vocoder over the same mel features) the table adds the
+yardstick the issue sets the reconstruction against: the vocoder's own re-synthesis
+distance, i.e. the log-mel L1 between the original mel and the mel of the vocoded
+original, and the CVAE's reconstruction distance over the same frames (those valid in
+both; the target is a ratio of at most 1.5), plus the distance after vocoding the
+reconstruction (what a listener gets). All in the CVAE's own log-mel.
+
 Without ``--run``: the newest CVAE run under ``runs/``.
 """
 
@@ -31,6 +38,8 @@ from worldmodel.audio.cvae.config import KIND, CvaeConfig
 
 if TYPE_CHECKING:
     from worldmodel.audio.cvae.training import CvaeTrainee
+    from worldmodel.audio.vocoder.config import VocoderConfig
+    from worldmodel.audio.vocoder.training import Generator
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,9 @@ class Options:
     split: str = "test"
     """the split to score (the corpus's test split holds its held-out speakers)."""
     batch_size: int = 8
+    vocoder_run: str | None = None
+    """a vocoder run to measure the reconstruction against (see above; "" : the newest
+    vocoder run under runs/)."""
     json: Path | None = None
     """also write the results here."""
 
@@ -51,8 +63,10 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate_model(model: CvaeTrainee, cfg: CvaeConfig, records: list[dict],
-                   batch_size: int) -> dict:
-    """The module docstring's measures over ``records``."""
+                   batch_size: int, vocoder: tuple[Generator, VocoderConfig] | None = None
+                   ) -> dict:
+    """The module docstring's measures over ``records`` (the vocoder's with
+    ``vocoder``: its generator and config)."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -107,15 +121,23 @@ def evaluate_model(model: CvaeTrainee, cfg: CvaeConfig, records: list[dict],
             per[name] = greedy_ctc_errors(enc.logits, enc.logit_valid, phonemes,
                                           phonemes_valid)[0]
         conv_emb = m.speaker(converted, valid)
-        return l1, counts, per, conv_emb, jnp.sum(phonemes_valid, axis=1)
+        return (l1, counts, per, conv_emb, jnp.sum(phonemes_valid, axis=1),
+                (mel, valid, out.mel))
 
+    vocoded = None
+    if vocoder is not None:
+        if vocoder[1].features != cfg.features:
+            raise ValueError(f"the vocoder reads other mel features than the CVAE makes: "
+                             f"{vocoder[1].features} vs {cfg.features}")
+        vocoded = _vocoder_distances(vocoder[0], cfg)
     rows: dict[str, list] = {k: [] for k in ("l1", "n", "ref", "cos_target", "cos_source",
-                                             "original", "reconstructed", "converted")}
+                                             "original", "reconstructed", "converted",
+                                             *VOCODED)}
     for b in batches():
         keep = np.asarray(b["example_valid"])
         src = np.asarray(b["speaker"])
         tgt = (src + 1) % len(speakers)
-        l1, n, per, conv, ref = score(state, *(jnp.asarray(b[k]) for k in (
+        l1, n, per, conv, ref, mels = score(state, *(jnp.asarray(b[k]) for k in (
             "audio", "audio_lengths", "f0", "voiced", "phonemes", "phonemes_valid")),
             jnp.asarray(centroids[tgt], jnp.float32))
         conv = _unit(np.asarray(conv, np.float64))
@@ -126,7 +148,10 @@ def evaluate_model(model: CvaeTrainee, cfg: CvaeConfig, records: list[dict],
         rows["cos_source"].append(np.sum(conv * centroids[src], -1)[keep])
         for k in ("original", "reconstructed", "converted"):
             rows[k].append(np.asarray(per[k])[keep])
-    r = {k: np.concatenate(v) for k, v in rows.items()}
+        if vocoded is not None:
+            for k, v in vocoded(*mels).items():
+                rows[k].append(np.asarray(v)[keep])
+    r = {k: np.concatenate(v) for k, v in rows.items() if v}
     scored = r["ref"] > 0  # cropped utterances have no transcript
     den = max(int(r["ref"][scored].sum()), 1)
     return {
@@ -137,7 +162,59 @@ def evaluate_model(model: CvaeTrainee, cfg: CvaeConfig, records: list[dict],
         "closer_to_target": float(np.mean(r["cos_target"] > r["cos_source"])),
         **{f"per_{k}": float(r[k][scored].sum() / den)
            for k in ("original", "reconstructed", "converted")},
+        **(_vocoder_results(r) if vocoded is not None else {}),
     }
+
+
+VOCODED = ("voc_n", "voc_resynthesis", "voc_cvae", "voc_cvae_vocoded")
+
+
+def _vocoder_distances(generator: Generator, cfg: CvaeConfig):
+    """A jitted ``(mel, valid, reconstruction) -> {VOCODED: [B]}``: per row, the frame
+    count valid in the mel and in the vocoded mels' analysis, and the summed log-mel L1 over
+    them of the vocoded original, of the reconstruction, and of the vocoded
+    reconstruction."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from common.losses.spectral import sample_mask
+    from common.speech.features import log_mel_frames
+    from worldmodel.audio.vocoder.training import mel_to_wave
+
+    graphdef, state = nnx.split(generator)
+    hop = cfg.features.hop_length
+
+    @jax.jit
+    def run(state, mel, valid, recon):
+        g = nnx.merge(graphdef, state)
+        n = (mel.shape[1] - 1) * hop
+
+        def analyse(x):  # a mel through the vocoder and the front end again
+            wav, lengths = mel_to_wave(g, x, valid, n)
+            wav = jnp.where(sample_mask(lengths, n, "left"), wav, 0.0)
+            return log_mel_frames(cfg.features, wav, lengths)
+
+        resynth, v2 = analyse(mel)
+        recon_voc, v3 = analyse(recon)
+        both = (valid & v2 & v3)[..., None]
+
+        def dist(x):
+            return jnp.sum(jnp.abs(x - mel) * both, axis=(1, 2))
+
+        return {"voc_n": jnp.sum(both, axis=(1, 2)) * mel.shape[-1],
+                "voc_resynthesis": dist(resynth), "voc_cvae": dist(recon),
+                "voc_cvae_vocoded": dist(recon_voc)}
+
+    return lambda mel, valid, recon: run(state, mel, valid, recon)
+
+
+def _vocoder_results(r: dict) -> dict:
+    n = r["voc_n"].sum()
+    out = {k: float(r[f"voc_{k}"].sum() / n) for k in ("resynthesis", "cvae", "cvae_vocoded")}
+    return {"vocoder_resynthesis_l1": out["resynthesis"], "mel_l1_same_frames": out["cvae"],
+            "reconstruction_vs_vocoder": out["cvae"] / max(out["resynthesis"], 1e-12),
+            "vocoded_reconstruction_l1": out["cvae_vocoded"]}
 
 
 def evaluate(run: Path, opts: Options) -> dict:
@@ -152,8 +229,17 @@ def evaluate(run: Path, opts: Options) -> dict:
                                                      rngs=nnx.Rngs(0)))
     cfg = config_from_dict(CvaeConfig, d)
     records = split_records(cfg.data.source, opts.split)
-    return {"run": str(run), "split": opts.split,
-            **evaluate_model(model, cfg, records, opts.batch_size)}
+    vocoder, extra = None, {}
+    if opts.vocoder_run is not None:
+        from common.train.runs import pick_run
+        from worldmodel.audio.vocoder.config import KIND as VOCODER_KIND
+        from worldmodel.audio.vocoder.training import load_generator
+
+        path = pick_run(opts.vocoder_run, VOCODER_KIND, "worldmodel.eval audio-cvae",
+                        flag="--vocoder-run", train_command="python -m worldmodel.train vocoder")
+        vocoder, extra = load_generator(path), {"vocoder_run": str(path)}
+    return {"run": str(run), "split": opts.split, **extra,
+            **evaluate_model(model, cfg, records, opts.batch_size, vocoder)}
 
 
 def format_table(r: dict) -> str:
@@ -165,6 +251,12 @@ def format_table(r: dict) -> str:
             ("PER original / reconstructed / converted",
              f"{r['per_original']:.3f} / {r['per_reconstructed']:.3f} / "
              f"{r['per_converted']:.3f}")]
+    if "vocoder_resynthesis_l1" in r:
+        rows += [("vocoder re-synthesis L1 (the yardstick)", f"{r['vocoder_resynthesis_l1']:.3f}"),
+                 ("reconstruction L1 on the same frames", f"{r['mel_l1_same_frames']:.3f}"),
+                 ("reconstruction / re-synthesis (target <= 1.5)",
+                  f"{r['reconstruction_vs_vocoder']:.2f}"),
+                 ("vocoded reconstruction L1", f"{r['vocoded_reconstruction_l1']:.3f}")]
     return markdown_rows(rows)
 
 

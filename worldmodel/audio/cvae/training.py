@@ -44,27 +44,35 @@ class CvaeTrainee(nnx.Module):
         self.speaker.eval()
         self.calls = nnx.Variable(jnp.zeros((), jnp.int32))
 
-    def conditioning(self, audio: jax.Array, lengths: jax.Array
+    def conditioning(self, audio: jax.Array, lengths: jax.Array,
+                     content: jax.Array | None = None, speaker: jax.Array | None = None
                      ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
         """``audio [B, N]`` left-padded -> ``(mel [B, T, F], valid [B, T], content
         [B, T4, C], speaker embedding [B, S] of unit length)``, no gradient to the
-        encoders."""
+        encoders. ``content`` and ``speaker`` given (precomputed, the batch's
+        ``sive_features`` and ``speaker_embedding``) replace the encoders' outputs."""
         cfg = self.cfg
         mel, valid = log_mel_frames(cfg.features, audio, lengths)
-        content = jax.lax.stop_gradient(self.content(mel, valid).features)
-        smel, svalid = ((mel, valid) if cfg.speaker_features == cfg.features
-                        else log_mel_frames(cfg.speaker_features, audio, lengths))
-        emb = jax.lax.stop_gradient(self.speaker(smel, svalid))
+        if content is None:
+            content = self.content(mel, valid).features
+        if speaker is None:
+            smel, svalid = ((mel, valid) if cfg.speaker_features == cfg.features
+                            else log_mel_frames(cfg.speaker_features, audio, lengths))
+            speaker = self.speaker(smel, svalid)
+        content, emb = jax.lax.stop_gradient(content), jax.lax.stop_gradient(speaker)
         emb = emb / jnp.maximum(jnp.linalg.norm(emb, axis=-1, keepdims=True), 1e-6)
         return mel, valid, content, emb
 
 
 def make_loss(cfg: CvaeConfig):
     """``loss_fn(model, batch, key)`` on the pipeline's batches (``audio``,
-    ``audio_lengths``, ``f0``, ``voiced``)."""
+    ``audio_lengths``, ``f0``, ``voiced``; ``sive_features`` and ``speaker_embedding``
+    when precomputed)."""
 
     def loss_fn(model: CvaeTrainee, batch, key):
-        mel, valid, content, emb = model.conditioning(batch["audio"], batch["audio_lengths"])
+        mel, valid, content, emb = model.conditioning(
+            batch["audio"], batch["audio_lengths"], batch.get("sive_features"),
+            batch.get("speaker_embedding"))
         out = model.cvae(mel, valid, content, emb, batch["f0"], batch["voiced"], key=key)
         step = model.calls[...]
         model.calls[...] = step + 1

@@ -39,6 +39,17 @@ def build_generator(cfg: VocoderConfig, rngs: nnx.Rngs) -> Generator:
     return Vocos(cfg.model, rngs=rngs)
 
 
+def load_generator(run) -> tuple[Generator, VocoderConfig]:
+    """A trained vocoder's generator (its EMA weights where the run kept them) and its
+    config, from the run directory."""
+    from common.config import config_from_dict
+    from common.train.checkpoint import load_model
+
+    model, d = load_model(run, lambda d: build_generator(config_from_dict(VocoderConfig, d),
+                                                         nnx.Rngs(0)), item=("ema", "model"))
+    return model, config_from_dict(VocoderConfig, d)
+
+
 def _fit(x: jax.Array, n: int) -> jax.Array:
     """``x [B, L]`` cut or right-padded (zeros / False) to ``[B, n]``."""
     if x.shape[1] >= n:
@@ -57,6 +68,14 @@ def vocode(model: Generator, cfg: VocoderConfig, audio: jax.Array, lengths: jax.
     audio = audio[..., 0] if audio.ndim == 3 else audio
     audio = jnp.where(sample_mask(lengths, n, "left"), audio, 0.0)
     mel, valid = log_mel_frames(cfg.features, audio, lengths)
+    return mel_to_wave(model, mel, valid, n)
+
+
+def mel_to_wave(model: Generator, mel: jax.Array, valid: jax.Array, n: int
+                ) -> tuple[jax.Array, jax.Array]:
+    """``mel [B, T, n_mels]``, ``valid [B, T]`` (left-padded front-end frames of ``n``
+    samples, ``T = 1 + n // hop``) -> ``(wav [B, n] float32, valid_lengths [B])``: the
+    waveform on the audio's time grid, its valid samples the last ``valid_lengths``."""
     wav, wav_valid = model(mel, valid)
     return _fit(wav, n), jnp.sum(_fit(wav_valid, n), axis=1, dtype=jnp.int32)
 
