@@ -3,8 +3,8 @@ encoder's embedding per utterance, for ``python -m common.data.preprocess``
 (``common.data.features``' plug-ins, named by module path)::
 
     python -m common.data.preprocess ... \\
-        --extractors logmel,f0,worldmodel.audio.extractors:sive_features,\\
-    worldmodel.audio.extractors:speaker_embedding \\
+        --extractors logmel f0 worldmodel.audio.extractors:sive_features \\
+            worldmodel.audio.extractors:speaker_embedding \\
         --extractor-arg sive_features.run=runs/sive --extractor-arg speaker_embedding.run=runs/spk
 
 ``run`` empty: the newest run of that kind under ``runs/``. Each utterance is

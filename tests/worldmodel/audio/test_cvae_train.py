@@ -14,7 +14,7 @@ from flax import nnx
 from common.config import config_from_dict
 from common.train.checkpoint import load_model
 from common.train.runs import NoRunError, RunKindError
-from tests.worldmodel.audio.runs import run_command, train_losses
+from tests.worldmodel.audio.runs import SHARED_RUNS, run_command, train_losses
 from worldmodel.audio.cvae.config import CvaeConfig, tiny
 from worldmodel.audio.cvae.data import resolve_data
 from worldmodel.audio.cvae.evaluate import format_table
@@ -22,9 +22,8 @@ from worldmodel.audio.cvae.evaluate import main as eval_main
 from worldmodel.audio.cvae.training import CvaeTrainee, load_encoders
 from worldmodel.audio.vocoder.config import tiny as vocoder_tiny
 
-# The tests share the module's upstream runs: one xdist worker runs them all (they
-# would otherwise each train both upstream runs on their own worker).
-pytestmark = pytest.mark.xdist_group("cvae_upstream")
+# The tests stand on the session's SIVE and speaker-encoder runs (one xdist worker).
+pytestmark = SHARED_RUNS
 
 COMMON = ["--data.source.kind", "corpus", "--batch-size", "4",
           "--train.optim.warmup-steps", "1", "--train.logging.log-every", "1",
@@ -32,18 +31,9 @@ COMMON = ["--data.source.kind", "corpus", "--batch-size", "4",
 
 
 @pytest.fixture(scope="module")
-def upstream(audio_corpus, tmp_path_factory):
-    """A 2-step SIVE run and a 2-step speaker-encoder run on the tiny corpus."""
-    root = tmp_path_factory.mktemp("upstream")
-    cache = root / "cache"
-    src = ["--data.source.path", str(audio_corpus), *COMMON, "--steps", "2",
-           "--train.optim.total-steps", "2", "--train.eval-every", "2",
-           "--train.run-dir", str(root)]
-    run_command(["audio-sive", *src, "--data.max-seconds", "4.0",
-                 "--data.bucket-seconds", "4.0", "--run-name", "sive"], cache)
-    run_command(["speaker-encoder", *src, "--data.segment-seconds", "1.0",
-                 "--run-name", "spk"], cache)
-    return root / "sive", root / "spk"
+def upstream(audio_runs):
+    """The session's SIVE and speaker-encoder runs."""
+    return audio_runs["sive"][0], audio_runs["speaker"][0]
 
 
 def _train(corpus, upstream, run_dir, name, steps, cache, *extra):
@@ -235,6 +225,6 @@ def test_trains_from_precomputed_shards(upstream, audio_corpus, tmp_path):
     assert "done at step 2" in out
 
     other = dataclasses.replace(cfg, speaker_run=str(sive))
-    with pytest.raises(DataError, match=r"its speaker_embedding come from the run .*spk, "
+    with pytest.raises(DataError, match=r"its speaker_embedding come from the run .*speaker, "
                                         r"but this CVAE's --speaker-run is .*sive"):
         make_data(other)

@@ -5,38 +5,28 @@ import json
 
 import pytest
 
-from tests.worldmodel.audio.runs import run_command, train_losses
+from tests.worldmodel.audio.runs import SHARED_RUNS, run_command, sive_flags, train_losses
 
 
-def _train(corpus, run_dir, name, steps, cache, *extra):
-    return run_command(
-        ["audio-sive", "--data.source.kind", "corpus", "--data.source.path", str(corpus),
-         "--batch-size", "4", "--data.max-seconds", "4.0", "--data.bucket-seconds", "4.0",
-         "--steps", str(steps), "--train.optim.total-steps", "4",
-         "--train.optim.warmup-steps", "1", "--adversary.warmup-steps", "4",
-         "--train.checkpoint.every", "2", "--train.logging.log-every", "1",
-         "--train.eval-every", "2", "--train.eval-batches", "1",
-         "--train.run-dir", str(run_dir), "--run-name", name, *extra], cache)
-
-
-@pytest.mark.slow  # three runs of the real command (one compile, then cache hits)
-def test_trains_checkpoints_and_resumes_exactly(audio_corpus, tmp_path):
-    cache = tmp_path / "cache"
-    out = _train(audio_corpus, tmp_path, "full", 4, cache)
+@SHARED_RUNS
+@pytest.mark.slow  # two runs of the real command beside the session's SIVE run
+def test_trains_checkpoints_and_resumes_exactly(audio_corpus, audio_runs, tmp_path):
+    run, out = audio_runs["sive"]
+    cache = audio_runs["cache"]
     assert "done at step 4" in out and "sive/ctc" in out
-    cfg = json.load(open(tmp_path / "full" / "config.json"))
+    cfg = json.load(open(run / "config.json"))
     assert cfg["encoder"]["vocab"] > 2 and cfg["data"]["phoneme_vocab"].endswith(".json")
     assert len(cfg["data"]["speakers"]) == 3
-    _train(audio_corpus, tmp_path, "part", 2, cache)
-    _train(audio_corpus, tmp_path, "part", 4, cache, "--resume")
-    full, part = train_losses(tmp_path / "full"), train_losses(tmp_path / "part")
+    run_command(sive_flags(audio_corpus, tmp_path, "part", 2), cache)
+    run_command(sive_flags(audio_corpus, tmp_path, "part", 4, "--resume"), cache)
+    full, part = train_losses(run), train_losses(tmp_path / "part")
     for step in (3, 4):  # same data, RNG, weights and reversal counter after the resume
         assert part[step] == full[step], (step, part[step], full[step])
 
     from worldmodel.audio.sive.evaluate import format_table
     from worldmodel.audio.sive.evaluate import main as eval_main
 
-    result = eval_main(["--run", str(tmp_path / "full"), "--json", str(tmp_path / "s.json")])
+    result = eval_main(["--run", str(run), "--json", str(tmp_path / "s.json")])
     assert json.loads((tmp_path / "s.json").read_text()) == result
     assert result["unseen_speakers"] == 1 and result["speakers"] == 4
     assert result["per_unseen"] is not None and result["per"] >= 0.0
