@@ -3,9 +3,10 @@
     uv run python scripts/bench_worldmodel_audio.py                         # tiny + cpu
     uv run python scripts/bench_worldmodel_audio.py --presets tiny cpu base --iters 3
 
-For each preset of each model (the speaker encoder, SIVE, the audio CVAE over tiny
-encoders, and the vocoder: each package's ``config.PRESETS``; ``--gan`` also times the
-vocoder's GAN step): the train step exactly as
+For each preset of each model (the speaker encoder, SIVE, the audio CVAE over the
+encoders of the same preset, and again with their outputs precomputed, and the vocoder:
+each package's ``config.PRESETS``; ``--gan`` also times the vocoder's GAN step): the
+train step exactly as
 ``python -m worldmodel.train <model>`` runs it (the program of the model's
 ``build_program``, state built and step jitted as ``common.train.loop.train`` does:
 mesh, shardings, donation) on a synthetic batch with the pipeline's keys and layout
@@ -129,17 +130,19 @@ def sive_row(name: str, args: Options, vocab: int = 64, tokens: int = 320) -> di
     return _row("audio-sive", name, t, b, secs)
 
 
-def cvae_row(name: str, args: Options) -> dict:
-    """The CVAE's step over the tiny SIVE and speaker encoders (random weights stand
-    for the runs'; their forward passes are part of the step, as in training)."""
+def cvae_row(name: str, args: Options, precomputed: bool = False) -> dict:
+    """The CVAE's step over the SIVE and speaker encoders of the same preset (``tiny``
+    where they lack it; random weights stand for the runs'): their forward passes are
+    part of the step, as in training, unless ``precomputed`` (``--data.precomputed``:
+    the batch carries their outputs, read from shards)."""
     from flax import nnx
 
     from common.speech.content import ContentEncoder
     from common.speech.ecapa import EcapaTdnn
 
     cfg = CVAE_PRESETS[name]
-    content = SIVE_PRESETS["tiny"].encoder
-    speaker = SPEAKER_PRESETS["tiny"].model
+    content = SIVE_PRESETS.get(name, SIVE_PRESETS["tiny"]).encoder
+    speaker = SPEAKER_PRESETS.get(name, SPEAKER_PRESETS["tiny"]).model
     cfg = dataclasses.replace(
         cfg, sive_run="(bench)", speaker_run="(bench)", content=content, speaker=speaker,
         model=dataclasses.replace(cfg.model, content_dim=content.dim,
@@ -152,9 +155,15 @@ def cvae_row(name: str, args: Options) -> dict:
     frames = 1 + batch["audio"].shape[1] // cfg.features.hop_length
     batch["f0"] = np.full((b, frames), 150.0, np.float32)
     batch["voiced"] = np.ones((b, frames), bool)
+    if precomputed:
+        rng = np.random.default_rng(2)
+        t4 = 1 + batch["audio"].shape[1] // (4 * cfg.features.hop_length)
+        batch["sive_features"] = rng.standard_normal((b, t4, content.dim)).astype(np.float32)
+        batch["speaker_embedding"] = rng.standard_normal((b, speaker.embed_dim)).astype(
+            np.float32)
     t = bench.bench_train_step(cvae_program(cfg, encoders), cfg.train.mesh, batch,
                                iters=args.iters)
-    return _row("audio-cvae", name, t, b, secs)
+    return _row("audio-cvae" + (" (precomputed)" if precomputed else ""), name, t, b, secs)
 
 
 def main() -> None:
@@ -166,11 +175,12 @@ def main() -> None:
         if name in SPEAKER_PRESETS:
             rows.append(speaker_row(name, args))
             print(f"  speaker-encoder {name}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
-        for model, presets, row in (("audio-sive", SIVE_PRESETS, sive_row),
-                                    ("audio-cvae", CVAE_PRESETS, cvae_row)):
+        for presets, row in ((SIVE_PRESETS, sive_row), (CVAE_PRESETS, cvae_row),
+                             (CVAE_PRESETS, lambda n, a: cvae_row(n, a, precomputed=True))):
             if name in presets:
                 rows.append(row(name, args))
-                print(f"  {model} {name}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
+                print(f"  {rows[-1]['model']} {name}: {rows[-1]['step_ms']:.1f} ms/step",
+                      flush=True)
         for gan in (False, True) if args.gan else (False,):
             if name in VOCODER_PRESETS:
                 rows.append(vocoder_row(name, args, gan))
