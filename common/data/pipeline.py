@@ -227,6 +227,7 @@ class _Collate:
                     wav = None
                     break
                 toks[field] = ids
+            pre: dict[str, np.ndarray] | None = {}
             if wav is not None and self.shapes:
                 pre = self._precomputed(rec, wav, stats)
                 wav = None if pre is None else wav
@@ -242,7 +243,7 @@ class _Collate:
                 kept["cropped_seconds"] += seconds
                 kept["cropped_source_seconds"] += source_seconds
             kept["tokens"] += int(bool(toks) and all(len(t) for t in toks.values()))
-            rows.append((wav, toks, self._speaker(rec), pre if self.shapes else {}))
+            rows.append((wav, toks, self._speaker(rec), pre))
         batch = collate_audio([r and r[0] for r in rows], n, cfg.frame_hops)
         for key in cfg.precomputed:
             batch[key] = self._stack(key, [r and r[3][key] for r in rows])

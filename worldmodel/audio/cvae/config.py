@@ -11,6 +11,7 @@ import dataclasses
 from common.data.sources import SourceConfig
 from common.speech.config import ContentEncoderConfig, EcapaConfig, MelFeatures
 from common.train.configs import OptimizerConfig, TrainConfig
+from worldmodel.audio.corpora import DEFAULT, RECIPE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +129,7 @@ def tiny() -> CvaeConfig:
     return CvaeConfig(
         model=CvaeModelConfig.tiny(),
         loss=CvaeLossConfig(kl_warmup_steps=150),
-        data=CvaeData(source=SourceConfig(corpus_sample_rate=16000,
-                                          corpus_holdout_speakers=8)),
+        data=CvaeData(source=DEFAULT),
         train=TrainConfig(steps=300, eval_every=100, eval_batches=4, eval_at_start=True,
                           optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=30,
                                                 schedule="cosine")))
@@ -144,9 +144,7 @@ def cpu() -> CvaeConfig:
         model=CvaeModelConfig(latent_dim=16, encoder_channels=(64, 128), channels=128,
                               decoder_layers=6, film_hidden=64),
         loss=CvaeLossConfig(kl_warmup_steps=500),
-        data=CvaeData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
-                                          corpus_holdout_speakers=8),
-                      max_seconds=6.0, bucket_seconds=(3.0, 6.0)),
+        data=CvaeData(source=RECIPE, max_seconds=6.0, bucket_seconds=(3.0, 6.0)),
         train=TrainConfig(steps=2000, eval_every=250, eval_batches=8, eval_at_start=True,
                           optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=100,
                                                 schedule="cosine")))
@@ -154,8 +152,7 @@ def cpu() -> CvaeConfig:
 
 def base() -> CvaeConfig:
     return CvaeConfig(
-        data=CvaeData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
-                                          corpus_holdout_speakers=8), batch_size=32),
+        data=CvaeData(source=RECIPE, batch_size=32),
         train=TrainConfig(steps=20_000, eval_every=1000,
                           optim=OptimizerConfig(name="adamw", lr=1e-3, warmup_steps=1000,
                                                 schedule="cosine")))

@@ -11,6 +11,7 @@ import dataclasses
 from common.data.sources import SourceConfig
 from common.speech.config import ContentEncoderConfig, MelFeatures
 from common.train.configs import OptimizerConfig, TrainConfig
+from worldmodel.audio.corpora import DEFAULT, RECIPE
 
 KIND = "worldmodel.sive"  # what run.json records for these runs
 
@@ -84,9 +85,7 @@ def tiny() -> SiveConfig:
     return SiveConfig(
         encoder=dataclasses.replace(ContentEncoderConfig.tiny(), ctc_upsample=2),
         adversary=AdversaryConfig(attention_channels=32, hidden=64, warmup_steps=150),
-        data=SiveData(source=SourceConfig(corpus_sample_rate=16000,
-                                          corpus_holdout_speakers=8),
-                      max_seconds=8.0, bucket_seconds=(4.0, 8.0)),
+        data=SiveData(source=DEFAULT, max_seconds=8.0, bucket_seconds=(4.0, 8.0)),
         train=TrainConfig(steps=300, eval_every=100, eval_batches=4, eval_at_start=True,
                           optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=30,
                                                 schedule="cosine")))
@@ -100,9 +99,7 @@ def cpu() -> SiveConfig:
         encoder=ContentEncoderConfig(subsample_channels=32, dim=96, layers=4, heads=4,
                                      conv_kernel=15, ctc_upsample=2),
         adversary=AdversaryConfig(attention_channels=64, hidden=128, warmup_steps=800),
-        data=SiveData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
-                                          corpus_holdout_speakers=8),
-                      max_seconds=8.0, bucket_seconds=(4.0, 8.0)),
+        data=SiveData(source=RECIPE, max_seconds=8.0, bucket_seconds=(4.0, 8.0)),
         train=TrainConfig(steps=2500, eval_every=250, eval_batches=8, eval_at_start=True,
                           optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=150,
                                                 schedule="cosine")))
@@ -111,8 +108,7 @@ def cpu() -> SiveConfig:
 def base() -> SiveConfig:
     return SiveConfig(
         encoder=ContentEncoderConfig(ctc_upsample=2),
-        data=SiveData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
-                                          corpus_holdout_speakers=8), batch_size=32),
+        data=SiveData(source=RECIPE, batch_size=32),
         train=TrainConfig(steps=20_000, eval_every=1000,
                           optim=OptimizerConfig(name="adamw", lr=1e-3, warmup_steps=1000,
                                                 schedule="cosine")))

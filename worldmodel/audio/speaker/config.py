@@ -12,6 +12,7 @@ import dataclasses
 from common.data.sources import SourceConfig
 from common.speech.config import EcapaConfig, MelFeatures
 from common.train.configs import OptimizerConfig, TrainConfig
+from worldmodel.audio.corpora import DEFAULT, RECIPE
 
 KIND = "worldmodel.speaker_encoder"  # what run.json records for these runs
 
@@ -64,8 +65,7 @@ def tiny() -> SpeakerEncoderConfig:
     before the first step and every 50."""
     return SpeakerEncoderConfig(
         model=EcapaConfig.tiny(),
-        data=SpeakerData(source=SourceConfig(corpus_sample_rate=16000,
-                                             corpus_holdout_speakers=8), batch_size=16),
+        data=SpeakerData(source=DEFAULT, batch_size=16),
         train=TrainConfig(steps=200, eval_every=50, eval_batches=4, eval_at_start=True,
                           optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=20,
                                                 schedule="cosine", weight_decay=2e-5)))
@@ -77,8 +77,7 @@ def cpu() -> SpeakerEncoderConfig:
     return SpeakerEncoderConfig(
         model=EcapaConfig(channels=(64, 64, 64, 64, 192), attention_channels=32,
                           res2net_scale=4, se_channels=32, embed_dim=64),
-        data=SpeakerData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
-                                             corpus_holdout_speakers=8), batch_size=32),
+        data=SpeakerData(source=RECIPE, batch_size=32),
         train=TrainConfig(steps=1500, eval_every=250, eval_batches=8, eval_at_start=True,
                           optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=100,
                                                 schedule="cosine", weight_decay=2e-5)))
@@ -88,9 +87,7 @@ def base() -> SpeakerEncoderConfig:
     """SpeechBrain's ECAPA-TDNN recipe sizes (VoxCeleb: 3 s crops, batch 32)."""
     return SpeakerEncoderConfig(
         model=EcapaConfig.base(),
-        data=SpeakerData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
-                                             corpus_holdout_speakers=8),
-                         batch_size=32, segment_seconds=3.0),
+        data=SpeakerData(source=RECIPE, batch_size=32, segment_seconds=3.0),
         train=TrainConfig(steps=20_000, eval_every=1000,
                           optim=OptimizerConfig(name="adamw", lr=1e-3, warmup_steps=1000,
                                                 schedule="cosine", weight_decay=2e-5)))

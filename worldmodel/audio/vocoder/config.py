@@ -22,6 +22,7 @@ from common.data.sources import SourceConfig
 from common.speech.config import MelFeatures
 from common.train.configs import GANConfig, OptimizerConfig, TrainConfig
 from tokenizer.codec.configs import DiscriminatorConfig
+from worldmodel.audio.corpora import DEFAULT, RECIPE
 
 KIND = "worldmodel.vocoder"  # what run.json records for these runs
 PADDINGS = ("same", "center")
@@ -196,8 +197,7 @@ def tiny() -> VocoderConfig:
     return VocoderConfig(
         model=VocosConfig.tiny(), disc=TINY_DISC,
         gan=GANConfig(disc_start_step=1500), disc_optim=_adamw(5e-4, 0),
-        data=VocoderData(source=SourceConfig(corpus_sample_rate=16000,
-                                             corpus_holdout_speakers=8)),
+        data=VocoderData(source=DEFAULT),
         train=TrainConfig(steps=2000, eval_every=500, eval_batches=4, eval_at_start=True,
                           optim=_adamw(2e-3, 50)))
 
@@ -210,8 +210,7 @@ def cpu() -> VocoderConfig:
     return VocoderConfig(
         model=VocosConfig(dim=192, intermediate_dim=576, num_layers=4), disc=TINY_DISC,
         disc_optim=_adamw(5e-4, 0),
-        data=VocoderData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
-                                             corpus_holdout_speakers=8), batch_size=16),
+        data=VocoderData(source=RECIPE, batch_size=16),
         train=TrainConfig(steps=4000, eval_every=1000, eval_batches=8, eval_at_start=True,
                           optim=_adamw(1e-3, 100)))
 
@@ -223,8 +222,7 @@ def base() -> VocoderConfig:
     return VocoderConfig(
         adversarial=True, loss=VocoderLoss(mel=45.0, stft=1.0),
         gan=GANConfig(disc_start_step=0), disc_optim=_adamw(2e-4, 0),
-        data=VocoderData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
-                                             corpus_holdout_speakers=8), batch_size=16),
+        data=VocoderData(source=RECIPE, batch_size=16),
         train=TrainConfig(steps=100_000, eval_every=2000,
                           optim=_adamw(5e-4, 1000)))
 
@@ -238,8 +236,7 @@ def hifigan() -> VocoderConfig:
     return VocoderConfig(
         generator="hifigan", adversarial=True, loss=VocoderLoss(mel=45.0, stft=1.0),
         gan=GANConfig(disc_start_step=0), disc_optim=optim,
-        data=VocoderData(source=SourceConfig(corpus_sample_rate=16000, corpus_hours=2.0,
-                                             corpus_holdout_speakers=8), batch_size=16),
+        data=VocoderData(source=RECIPE, batch_size=16),
         train=TrainConfig(steps=100_000, eval_every=2000, optim=optim))
 
 
