@@ -110,33 +110,35 @@ def test_nonfinite_streak_stops_between_log_steps(tmp_path):
 
 @pytest.mark.slow
 def test_several_processes_agree_on_sigterm_between_log_steps(tmp_path, monkeypatch):
-    """Two processes (the other simulated by a fake all-gather): a SIGTERM during step 3
+    """Two processes (the other simulated by a fake all-gather): a SIGTERM during step 7
     stops both at the next agreement, steps before the next log step (100), and the
-    agreements are spaced by wall time, not every step."""
+    agreements are spaced by the gathered step times, not every step."""
     from common.train import stopping
 
     agreed = []
 
     def allgather(x):
         agreed.append(True)
-        return np.stack([x, [0.0, float(x[1])]])  # the other: no signal, same speed
+        # Both processes report 1/8 of the 5 s agreement interval per step (the real
+        # step times, compilation included, vary with the machine), so the interval
+        # doubles from 1 up to 8 steps: agreements at steps 1, 3, 7, 15, ...
+        return np.asarray([[x[0], 5.0 / 8], [0.0, 5.0 / 8]])
 
     monkeypatch.setattr(stopping, "_process_count", lambda: 2)
     monkeypatch.setattr(stopping, "_allgather", allgather)
 
-    class SignalAtStep3(ToyIterator):
+    class SignalAtStep7(ToyIterator):
         def __next__(self):
-            if self.position == 2:  # fetching step 3's batch
+            if self.position == 6:  # fetching step 7's batch
                 os.kill(os.getpid(), signal.SIGTERM)
             return super().__next__()
 
     quiet = LoggingConfig(wandb_mode="disabled", log_every=100, progress=False)
-    result = _train(_cfg(tmp_path, steps=50, logging=quiet,
-                         checkpoint=CheckpointConfig(every=100)), data=SignalAtStep3(batch=8))
-    # Agreements at steps 1, 2, 4, ... (the interval doubles up to ~5 s of steps): the
-    # signal of step 3 is honoured at step 4, or at 3 if steps take seconds each.
-    assert result.stopped_by_signal and result.step in (3, 4)
-    assert len(agreed) == 3  # at 1, 2 and 4 (or 1, 2 and 3)
+    result = _train(_cfg(tmp_path, steps=50, logging=quiet, stop_check_seconds=5.0,
+                         checkpoint=CheckpointConfig(every=100)), data=SignalAtStep7(batch=8))
+    # the signal of step 7 is honoured at the agreement of step 7, the third
+    assert result.stopped_by_signal and result.step == 7
+    assert len(agreed) == 3  # at 1, 3 and 7
     assert Checkpointer(tmp_path / "run", read_only=True).latest_step() == result.step
 
 
