@@ -5,8 +5,8 @@
 
 For each preset of each model (the speaker encoder, SIVE, the audio CVAE over the
 encoders of the same preset, and again with their outputs precomputed, and the vocoder:
-each package's ``config.PRESETS``; ``--gan`` also times the vocoder's GAN step): the
-train step exactly as
+each package's ``config.PRESETS``; ``--gan`` also times the CVAE's and the vocoder's GAN
+steps): the train step exactly as
 ``python -m worldmodel.train <model>`` runs it (the program of the model's
 ``build_program``, state built and step jitted as ``common.train.loop.train`` does:
 mesh, shardings, donation) on a synthetic batch with the pipeline's keys and layout
@@ -130,11 +130,12 @@ def sive_row(name: str, args: Options, vocab: int = 64, tokens: int = 320) -> di
     return _row("audio-sive", name, t, b, secs)
 
 
-def cvae_row(name: str, args: Options, precomputed: bool = False) -> dict:
+def cvae_row(name: str, args: Options, precomputed: bool = False, gan: bool = False) -> dict:
     """The CVAE's step over the SIVE and speaker encoders of the same preset (``tiny``
     where they lack it; random weights stand for the runs'): their forward passes are
     part of the step, as in training, unless ``precomputed`` (``--data.precomputed``:
-    the batch carries their outputs, read from shards)."""
+    the batch carries their outputs, read from shards). ``gan``: the full GAN step with
+    the preset's PatchGAN (``--gan``, the discriminator started)."""
     from flax import nnx
 
     from common.speech.content import ContentEncoder
@@ -147,7 +148,8 @@ def cvae_row(name: str, args: Options, precomputed: bool = False) -> dict:
         cfg, sive_run="(bench)", speaker_run="(bench)", content=content, speaker=speaker,
         model=dataclasses.replace(cfg.model, content_dim=content.dim,
                                   speaker_dim=speaker.embed_dim),
-        data=dataclasses.replace(cfg.data, batch_size=args.batch_size or cfg.data.batch_size))
+        data=dataclasses.replace(cfg.data, batch_size=args.batch_size or cfg.data.batch_size),
+        adversarial=gan, gan=dataclasses.replace(cfg.gan, disc_start_step=0))
     encoders = (nnx.state(ContentEncoder(content, rngs=nnx.Rngs(0))),
                 nnx.state(EcapaTdnn(speaker, rngs=nnx.Rngs(0))))
     b, secs = cfg.data.batch_size, cfg.data.max_seconds
@@ -163,7 +165,8 @@ def cvae_row(name: str, args: Options, precomputed: bool = False) -> dict:
             np.float32)
     t = bench.bench_train_step(cvae_program(cfg, encoders), cfg.train.mesh, batch,
                                iters=args.iters)
-    return _row("audio-cvae" + (" (precomputed)" if precomputed else ""), name, t, b, secs)
+    model = "audio-cvae" + ("+gan" if gan else "") + (" (precomputed)" if precomputed else "")
+    return _row(model, name, t, b, secs)
 
 
 def main() -> None:
@@ -181,6 +184,9 @@ def main() -> None:
                 rows.append(row(name, args))
                 print(f"  {rows[-1]['model']} {name}: {rows[-1]['step_ms']:.1f} ms/step",
                       flush=True)
+        if args.gan and name in CVAE_PRESETS:
+            rows.append(cvae_row(name, args, gan=True))
+            print(f"  {rows[-1]['model']} {name}: {rows[-1]['step_ms']:.1f} ms/step", flush=True)
         for gan in (False, True) if args.gan else (False,):
             if name in VOCODER_PRESETS:
                 rows.append(vocoder_row(name, args, gan))

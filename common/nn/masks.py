@@ -1,4 +1,5 @@
-"""Attention masks, built in one place from positions and validity.
+"""Masks, built in one place from positions and validity: attention masks, and the
+valid masks of strided convolutions' outputs (``downsample_mask``, ``conv_masks``).
 
 Every mask is boolean with True = may attend, shaped ``[B, 1, Tq, Tk]`` so it
 broadcasts over heads. Masks are derived from per-token *positions* and *valid* flags
@@ -88,3 +89,29 @@ def make_attention_mask(
             raise ValueError("q_segments and kv_segments go together")
         mask = conj(mask, q_segments[:, None, :, None] == kv_segments[:, None, None, :])
     return mask
+
+
+def downsample_mask(mask: jax.Array, stride: int, length: int) -> jax.Array:
+    """``mask [B, T, ...]`` (bool) at a ``stride`` times lower rate, ``[B, length, ...]``:
+    position ``t`` is valid when all of ``mask[:, t*stride : (t+1)*stride]`` (the hop a
+    ``Conv(padding="same")`` output advances over) is. Positions past ``T`` count as
+    valid (a conv's own end padding, present for an unpadded example too)."""
+    need = length * stride
+    t = mask.shape[1]
+    if t < need:
+        pad = [(0, 0), (0, need - t)] + [(0, 0)] * (mask.ndim - 2)
+        mask = jnp.pad(mask, pad, constant_values=True)
+    mask = mask[:, :need]
+    return jnp.all(mask.reshape(mask.shape[0], length, stride, *mask.shape[2:]), axis=2)
+
+
+def conv_masks(convs, mask: jax.Array) -> list[jax.Array]:
+    """The masks of the outputs of a stack of ``Conv(padding="same")`` layers strided on
+    the time axis (axis 1; ``conv.stride[0]``), one per conv, from the input's ``mask [B,
+    T, ...]``: a position is valid when the whole hop it advances over is."""
+    out = []
+    for conv in convs:
+        s = conv.stride[0]
+        mask = downsample_mask(mask, s, -(-mask.shape[1] // s))
+        out.append(mask)
+    return out

@@ -35,6 +35,7 @@ from flax import nnx
 
 from common.audio.stft import stft
 from common.nn.conv import Conv
+from common.nn.masks import conv_masks, downsample_mask
 from tokenizer.codec.configs import DiscriminatorConfig
 
 LEAKY_SLOPE = 0.1  # HiFi-GAN / DAC
@@ -43,30 +44,6 @@ DAC_PEAK = 0.8  # DAC's preprocess: peak level after normalisation
 
 def _act(x: jax.Array) -> jax.Array:
     return jax.nn.leaky_relu(x, LEAKY_SLOPE)
-
-
-def downsample_mask(mask: jax.Array, stride: int, length: int) -> jax.Array:
-    """``mask [B, T, ...]`` (bool) at a ``stride`` times lower rate, ``[B, length, ...]``:
-    position ``t`` is valid when all of ``mask[:, t*stride : (t+1)*stride]`` (the hop a
-    ``Conv(padding="same")`` output advances over) is. Positions past ``T`` count as
-    valid (a conv's own end padding, present for an unpadded example too)."""
-    need = length * stride
-    t = mask.shape[1]
-    if t < need:
-        pad = [(0, 0), (0, need - t)] + [(0, 0)] * (mask.ndim - 2)
-        mask = jnp.pad(mask, pad, constant_values=True)
-    mask = mask[:, :need]
-    return jnp.all(mask.reshape(mask.shape[0], length, stride, *mask.shape[2:]), axis=2)
-
-
-def _conv_masks(convs, mask: jax.Array) -> list[jax.Array]:
-    """The masks of the outputs of a stack of time-strided convs, one per conv."""
-    out = []
-    for conv in convs:
-        s = conv.stride[0]
-        mask = downsample_mask(mask, s, -(-mask.shape[1] // s))
-        out.append(mask)
-    return out
 
 
 def zero_padding(wav: jax.Array, valid: jax.Array | None) -> jax.Array:
@@ -127,7 +104,7 @@ class PeriodDiscriminator(nnx.Module):
         if pad:
             valid = jnp.pad(valid, ((0, 0), (0, pad)), mode="reflect")
         m = valid.reshape(b, (n + pad) // self.period, self.period, 1)
-        feats = _conv_masks(self.convs, m)
+        feats = conv_masks(self.convs, m)
         return feats[-1], feats
 
 
@@ -172,7 +149,7 @@ class MelGANScaleDiscriminator(nnx.Module):
     def masks(self, valid: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
         """``valid [B, N]`` at this scale's rate -> masks ``[B, T', 1]`` of the logits and
         of every feature map."""
-        feats = _conv_masks(self.convs, valid[..., None])
+        feats = conv_masks(self.convs, valid[..., None])
         return feats[-1], feats
 
 

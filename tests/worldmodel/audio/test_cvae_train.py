@@ -1,7 +1,7 @@
 """``python -m worldmodel.train audio-cvae``: the real command over a SIVE run and a
 speaker-encoder run (stage chaining: it finds them by directory, copies their configs
-and freezes their weights), checkpoints and an exact resume; the errors for a missing or
-wrong upstream run."""
+and freezes their weights), checkpoints and an exact resume (with the mel GAN); the
+errors for a missing or wrong upstream run."""
 
 import dataclasses
 import json
@@ -47,11 +47,21 @@ def _train(corpus, upstream, run_dir, name, steps, cache, *extra):
          "--train.run-dir", str(run_dir), "--run-name", name, *extra], cache)
 
 
+# The PatchGAN on the mel joins at step 3: the resume below crosses the GAN's start.
+GAN = ("--gan", "--gan.disc-start-step", "2", "--gan.r1-weight", "1.0",
+       "--disc.channels", "4", "--disc.n-layers", "2")
+
+
 @pytest.mark.slow  # two upstream runs, then three runs of the CVAE command
 def test_reads_its_stages_trains_and_resumes_exactly(audio_corpus, upstream, tmp_path):
     cache = tmp_path / "cache"
-    out = _train(audio_corpus, upstream, tmp_path, "full", 4, cache)
-    assert "done at step 4" in out and "cvae/mel_l1" in out
+    out = _train(audio_corpus, upstream, tmp_path, "full", 4, cache, *GAN)
+    assert "done at step 4" in out and "gen/cvae/mel_l1" in out and "gen/adv_loss" in out
+    rows = [json.loads(line) for line in open(tmp_path / "full" / "metrics.jsonl")]
+    started = {r["step"]: r["disc/started"] for r in rows if "disc/started" in r}
+    assert started == {1: 0.0, 2: 0.0, 3: 1.0, 4: 1.0}
+    assert all(np.isfinite(r["disc/r1"]) and r["gen/adv_weight"] > 0
+               for r in rows if r.get("disc/started") == 1.0)
     cfg = json.load(open(tmp_path / "full" / "config.json"))
     sive_cfg = json.load(open(upstream[0] / "config.json"))
     spk_cfg = json.load(open(upstream[1] / "config.json"))
@@ -61,10 +71,11 @@ def test_reads_its_stages_trains_and_resumes_exactly(audio_corpus, upstream, tmp
     assert cfg["model"]["speaker_dim"] == spk_cfg["model"]["embed_dim"]
     assert cfg["phoneme_vocab"] == sive_cfg["data"]["phoneme_vocab"]
 
-    _train(audio_corpus, upstream, tmp_path, "part", 2, cache)
-    _train(audio_corpus, upstream, tmp_path, "part", 4, cache, "--resume")
+    _train(audio_corpus, upstream, tmp_path, "part", 2, cache, *GAN)
+    _train(audio_corpus, upstream, tmp_path, "part", 4, cache, "--resume", *GAN)
     full, part = train_losses(tmp_path / "full"), train_losses(tmp_path / "part")
-    for step in (3, 4):  # same data, RNG, weights and KL warm-up counter after the resume
+    # same data, RNG, weights (the discriminator's too) and KL warm-up counter
+    for step in (3, 4):
         assert part[step] == full[step], (step, part[step], full[step])
 
     # The frozen encoders are the upstream runs' weights (batch statistics included),

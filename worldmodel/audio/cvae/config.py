@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 
 from common.data.sources import SourceConfig
+from common.nn.patchgan import PatchGANConfig
 from common.speech.config import ContentEncoderConfig, EcapaConfig, MelFeatures
-from common.train.configs import OptimizerConfig, TrainConfig
+from common.train.configs import GANConfig, OptimizerConfig, TrainConfig
 from worldmodel.audio.corpora import DEFAULT, RECIPE
 
 
@@ -66,6 +67,12 @@ class CvaeLossConfig:
     """nats per latent channel below which the KL gives no gradient (0: off)."""
 
 
+# The GAN as VQGAN trains its autoencoder: the adversarial weight adapted to the ratio
+# of the reconstruction's and the adversary's gradient norms on the decoder's last
+# layer, so neither swamps the other whatever the mel's scale. Presets set the start.
+GAN = GANConfig(adv_weight=0.5, adaptive_weight=True, last_layer=r"^cvae/out/",
+                adaptive_max=10.0)
+
 KIND = "worldmodel.cvae"  # what run.json records for these runs
 
 
@@ -118,6 +125,17 @@ class CvaeConfig:
     speaker: EcapaConfig = dataclasses.field(default_factory=EcapaConfig)
     model: CvaeModelConfig = dataclasses.field(default_factory=CvaeModelConfig)
     loss: CvaeLossConfig = dataclasses.field(default_factory=CvaeLossConfig)
+    adversarial: bool = False
+    """train the decoder against a PatchGAN on the mel spectrogram as well (``--gan``):
+    the shared GAN program (``common.train.gan``: start by step or loss, adaptive
+    weight, R1, instance noise), the reconstruction + KL loss as its ``rec`` term."""
+    disc: PatchGANConfig = dataclasses.field(default_factory=PatchGANConfig)
+    """the discriminator: a PatchGAN over the mel as a one-channel image (time x mel)."""
+    gan: GANConfig = dataclasses.field(default_factory=lambda: GAN)
+    disc_optim: OptimizerConfig = dataclasses.field(
+        default_factory=lambda: OptimizerConfig(name="adamw", lr=2e-4, b1=0.5, b2=0.9,
+                                                schedule="constant", weight_decay=0.0))
+    """the discriminator's optimizer (VQGAN's Adam(0.5, 0.9))."""
     data: CvaeData = dataclasses.field(default_factory=CvaeData)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
@@ -125,10 +143,12 @@ class CvaeConfig:
 def tiny() -> CvaeConfig:
     """The default run: a 2-block, 64-wide decoder over the newest SIVE and speaker
     encoder runs, on the default corpus at 16 kHz (8 speakers held out), 300 steps;
-    the KL weight rises over the first 150."""
+    the KL weight rises over the first 150; with ``--gan`` a small PatchGAN joins at
+    step 150."""
     return CvaeConfig(
         model=CvaeModelConfig.tiny(),
         loss=CvaeLossConfig(kl_warmup_steps=150),
+        disc=PatchGANConfig.tiny(), gan=dataclasses.replace(GAN, disc_start_step=150),
         data=CvaeData(source=DEFAULT),
         train=TrainConfig(steps=300, eval_every=100, eval_batches=4, eval_at_start=True,
                           optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=30,
@@ -139,11 +159,13 @@ def cpu() -> CvaeConfig:
     """The CPU recipe (~30 min on 2 cores) over the SIVE and speaker-encoder CPU recipes'
     runs: a 6-block, 128-wide decoder and a 16-channel latent on the 2 h corpus at
     16 kHz (8 of its 64 speakers held out), 2000 steps of 16 utterances of up to 6 s;
-    the KL weight rises over the first 500."""
+    the KL weight rises over the first 500; with ``--gan`` a 32-wide PatchGAN joins for
+    the last 1000 steps."""
     return CvaeConfig(
         model=CvaeModelConfig(latent_dim=16, encoder_channels=(64, 128), channels=128,
                               decoder_layers=6, film_hidden=64),
         loss=CvaeLossConfig(kl_warmup_steps=500),
+        disc=PatchGANConfig(channels=32), gan=dataclasses.replace(GAN, disc_start_step=1000),
         data=CvaeData(source=RECIPE, max_seconds=6.0, bucket_seconds=(3.0, 6.0)),
         train=TrainConfig(steps=2000, eval_every=250, eval_batches=8, eval_at_start=True,
                           optim=OptimizerConfig(name="adamw", lr=2e-3, warmup_steps=100,
@@ -152,6 +174,7 @@ def cpu() -> CvaeConfig:
 
 def base() -> CvaeConfig:
     return CvaeConfig(
+        gan=dataclasses.replace(GAN, disc_start_step=5000),
         data=CvaeData(source=RECIPE, batch_size=32),
         train=TrainConfig(steps=20_000, eval_every=1000,
                           optim=OptimizerConfig(name="adamw", lr=1e-3, warmup_steps=1000,

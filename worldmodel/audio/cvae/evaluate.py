@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from worldmodel.audio.command import eval_command, markdown_rows
 from worldmodel.audio.cvae.config import KIND, CvaeConfig
+from worldmodel.command import eval_command, markdown_rows
 
 if TYPE_CHECKING:
     from worldmodel.audio.cvae.training import CvaeTrainee

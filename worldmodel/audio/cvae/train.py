@@ -6,7 +6,7 @@ With no options: the ``tiny`` preset over the newest SIVE and speaker-encoder ru
 ``speaker-encoder``), on the embedded corpus at 16 kHz; checkpoints (the CVAE with the
 frozen encoders it reads), ``config.json`` (the runs it stands on and their configs)
 and W&B offline logs in ``runs/<name>``. Short flags: ``--resume``, ``--steps N``,
-``--batch-size N``, ``--run-name NAME``.
+``--batch-size N``, ``--run-name NAME``, ``--gan`` (a PatchGAN on the mel).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from worldmodel.audio.command import train_command
 from worldmodel.audio.cvae.config import KIND, PRESETS, CvaeConfig
+from worldmodel.command import train_command
 
 if TYPE_CHECKING:
     from common.train.loop import TrainResult
 
-SUMMARY_KEYS = ("cvae/mel_l1", "cvae/mel_l2", "cvae/kl", "cvae/kl_weight")
+SUMMARY_KEYS = ("cvae/mel_l1", "cvae/mel_l2", "cvae/kl", "cvae/kl_weight", "gen/cvae/mel_l1",
+                "gen/cvae/kl", "gen/adv_loss", "gen/adv_weight")
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
@@ -28,4 +29,4 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
                          kind=KIND,
                          data_module="worldmodel.audio.cvae.data",
                          training_module="worldmodel.audio.cvae.training",
-                         summary_keys=SUMMARY_KEYS)
+                         summary_keys=SUMMARY_KEYS, aliases={"--gan": "--adversarial"})

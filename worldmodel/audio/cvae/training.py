@@ -1,5 +1,7 @@
 """The CVAE's program: the CVAE with the frozen encoders it reads, its loss on pipeline
-batches, one AdamW over the CVAE alone.
+batches, one AdamW over the CVAE alone; with ``adversarial`` (``--gan``) the GAN of
+``common.train.gan`` with a PatchGAN on the mel (``common.nn.patchgan``), the CVAE's
+loss as the reconstruction term.
 
 The content encoder (SIVE's, with its CTC head) and the speaker encoder (ECAPA-TDNN)
 are loaded from their runs into the trained module and frozen: the optimizer leaves
@@ -17,10 +19,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from common.config import config_from_dict
+from common.nn.patchgan import PatchGAN, patch_disc_fn
 from common.speech.content import ContentEncoder
 from common.speech.ecapa import EcapaTdnn
 from common.speech.features import log_mel_frames
 from common.train.checkpoint import load_model
+from common.train.gan import disc_optim, gan_program
 from common.train.loop import resolve_optim
 from common.train.optim import make_optimizer
 from common.train.program import Program, supervised_program
@@ -64,19 +68,26 @@ class CvaeTrainee(nnx.Module):
         return mel, valid, content, emb
 
 
+def reconstruct(model: CvaeTrainee, batch, key: jax.Array, cfg: CvaeConfig):
+    """One training pass on a pipeline batch (``audio``, ``audio_lengths``, ``f0``,
+    ``voiced``; ``sive_features`` and ``speaker_embedding`` when precomputed) ->
+    ``(reconstruction [B, T, F], mel [B, T, F], valid [B, T], loss, metrics)``; counts
+    the call (the KL warm-up's step)."""
+    mel, valid, content, emb = model.conditioning(
+        batch["audio"], batch["audio_lengths"], batch.get("sive_features"),
+        batch.get("speaker_embedding"))
+    out = model.cvae(mel, valid, content, emb, batch["f0"], batch["voiced"], key=key)
+    step = model.calls[...]
+    model.calls[...] = step + 1
+    loss, metrics = cvae_loss(out, mel, valid, step, cfg.loss)
+    return out.mel, mel, valid, loss, metrics
+
+
 def make_loss(cfg: CvaeConfig):
-    """``loss_fn(model, batch, key)`` on the pipeline's batches (``audio``,
-    ``audio_lengths``, ``f0``, ``voiced``; ``sive_features`` and ``speaker_embedding``
-    when precomputed)."""
+    """``loss_fn(model, batch, key)`` of the supervised program (see ``reconstruct``)."""
 
     def loss_fn(model: CvaeTrainee, batch, key):
-        mel, valid, content, emb = model.conditioning(
-            batch["audio"], batch["audio_lengths"], batch.get("sive_features"),
-            batch.get("speaker_embedding"))
-        out = model.cvae(mel, valid, content, emb, batch["f0"], batch["voiced"], key=key)
-        step = model.calls[...]
-        model.calls[...] = step + 1
-        return cvae_loss(out, mel, valid, step, cfg.loss)
+        return reconstruct(model, batch, key, cfg)[3:]
 
     return loss_fn
 
@@ -117,6 +128,16 @@ def build_program(cfg: CvaeConfig,
         return model
 
     optim = resolve_optim(cfg.train)
-    optim = dataclasses.replace(optim, freeze=(*optim.freeze, FROZEN))
-    return supervised_program(build, make_loss(cfg), make_optimizer(optim),
-                              seed=cfg.train.seed, grad_accum=cfg.train.grad_accum)
+    tx = make_optimizer(dataclasses.replace(optim, freeze=(*optim.freeze, FROZEN)))
+    if not cfg.adversarial:
+        return supervised_program(build, make_loss(cfg), tx, seed=cfg.train.seed,
+                                  grad_accum=cfg.train.grad_accum)
+
+    def gen_fn(model: CvaeTrainee, batch, key):
+        fake, real, valid, loss, metrics = reconstruct(model, batch, key, cfg)
+        return fake, real, loss, metrics, valid
+
+    disc_tx = make_optimizer(disc_optim(cfg.train, cfg.disc_optim, cfg.gan))
+    return gan_program(build, lambda rngs: PatchGAN(cfg.disc, rngs=rngs), gen_fn,
+                       patch_disc_fn, tx, disc_tx, cfg.gan, seed=cfg.train.seed,
+                       grad_accum=cfg.train.grad_accum)

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from worldmodel.audio.command import eval_command, markdown_rows
 from worldmodel.audio.sive.config import KIND, SiveConfig
+from worldmodel.command import eval_command, markdown_rows
 
 if TYPE_CHECKING:
     from worldmodel.audio.sive.model import Sive

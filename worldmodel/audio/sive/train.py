@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from worldmodel.audio.command import train_command
 from worldmodel.audio.sive.config import KIND, PRESETS, SiveConfig
+from worldmodel.command import train_command
 
 if TYPE_CHECKING:
     from common.train.loop import TrainResult

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from worldmodel.audio.command import eval_command, markdown_rows
 from worldmodel.audio.speaker.config import KIND, SpeakerEncoderConfig
+from worldmodel.command import eval_command, markdown_rows
 
 if TYPE_CHECKING:
     from worldmodel.audio.speaker.training import SpeakerClassifier

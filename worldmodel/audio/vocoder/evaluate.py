@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from worldmodel.audio.command import eval_command, markdown_rows
 from worldmodel.audio.vocoder.config import KIND
+from worldmodel.command import eval_command, markdown_rows
 
 log = logging.getLogger(__name__)
 

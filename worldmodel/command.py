@@ -1,6 +1,6 @@
-"""What the audio trainers' commands share: parse the config, start the runtime, resolve
-the data, train the program, and print what the run learned (first -> last of its
-training and evaluation metrics). Importing it loads no jax (flags parse first)."""
+"""What the world model's trainers' commands share: parse the config, start the runtime,
+resolve the data, train the program, and print what the run learned (first -> last of
+its training and evaluation metrics). Importing it loads no jax (flags parse first)."""
 
 from __future__ import annotations
 
