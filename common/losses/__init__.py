@@ -1,5 +1,5 @@
 """Pure loss functions shared by the models: regression, spectral, adversarial, KL, CTC, R1,
-AAM softmax.
+AAM softmax, SSIM / MS-SSIM.
 
 Every loss is a pure, jit-friendly function of arrays, computed in float32, masked by
 valid masks where data can be padded (padded entries contribute nothing; means are over
@@ -35,6 +35,7 @@ from common.losses.spectral import (
     multi_scale_mel_loss,
     sample_mask,
 )
+from common.losses.ssim import ms_ssim, ms_ssim_loss, ssim, ssim_loss
 
 __all__ = [
     "SC_DENOMINATOR_FLOOR",
@@ -56,9 +57,13 @@ __all__ = [
     "masked_mean",
     "masked_sum_count",
     "mel_l1_loss",
+    "ms_ssim",
+    "ms_ssim_loss",
     "multi_resolution_stft_loss",
     "multi_scale_mel_loss",
     "r1_penalty",
     "sample_mask",
+    "ssim",
+    "ssim_loss",
     "zero_invalid",
 ]

@@ -1,7 +1,7 @@
-"""Normalisation layers over the channel (last) axis: RMSNorm, LayerNorm, AdaRMSZero, and
-``batch_norm`` (flax's BatchNorm with PyTorch's defaults and axis names).
+"""Normalisation layers over the channel (last) axis: RMSNorm, LayerNorm, GroupNorm,
+AdaRMSZero, and ``batch_norm`` (flax's BatchNorm with PyTorch's defaults and axis names).
 
-RMSNorm, LayerNorm and AdaRMSZero compute statistics and apply the affine part in
+RMSNorm, LayerNorm, GroupNorm and AdaRMSZero compute statistics and apply the affine part in
 float32, whatever the compute dtype, and cast the result back to the compute dtype
 (``dtype``, else the input's): a mean of squares over a few thousand bf16 values loses
 most of its digits, and the normalised activations feed every residual branch.
@@ -105,6 +105,38 @@ class LayerNorm(nnx.Module):
             y = y * self.scale[...].astype(jnp.float32)
         if self.bias is not None:
             y = y + self.bias[...].astype(jnp.float32)
+        return y.astype(dt)
+
+
+class GroupNorm(nnx.Module):
+    """``torch.nn.GroupNorm`` channels last: the channels split into ``groups`` groups of
+    consecutive channels, each normalised over its channels and every spatial position
+    of the example (two-pass variance, float32), then a per-channel affine.
+
+    Shapes: ``x [B, *spatial, dim] -> [B, *spatial, dim]`` in ``dtype`` (else x's dtype).
+    No mask: statistics span every position, so use it on unpadded inputs (images).
+    """
+
+    def __init__(self, dim: int, groups: int = 32, *, eps: float = 1e-5,
+                 dtype: jnp.dtype | None = None, param_dtype: jnp.dtype = jnp.float32,
+                 rngs: nnx.Rngs | None = None):
+        if dim % groups:
+            raise ValueError(f"GroupNorm: {dim} channels do not split into {groups} groups")
+        self.dim, self.groups, self.eps, self.dtype = dim, groups, eps, dtype
+        self.scale = ax.param(rngs, nnx.initializers.ones_init(), (dim,), (ax.NORM,),
+                              param_dtype)
+        self.bias = ax.param(rngs, nnx.initializers.zeros_init(), (dim,), (ax.NORM,),
+                             param_dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        _check_dim("GroupNorm", self.dim, x)
+        dt = ax.compute_dtype(x, self.dtype)
+        g = x.astype(jnp.float32).reshape(*x.shape[:-1], self.groups, self.dim // self.groups)
+        axes = (*range(1, x.ndim - 1), x.ndim)  # spatial positions and the group's channels
+        centred = g - jnp.mean(g, axis=axes, keepdims=True)
+        var = jnp.mean(jnp.square(centred), axis=axes, keepdims=True)
+        y = (centred * jax.lax.rsqrt(var + self.eps)).reshape(x.shape)
+        y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
         return y.astype(dt)
 
 

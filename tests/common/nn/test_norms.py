@@ -1,4 +1,4 @@
-"""RMSNorm / LayerNorm / AdaRMSZero against float64 numpy formulas."""
+"""RMSNorm / LayerNorm / GroupNorm / AdaRMSZero against float64 numpy formulas."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from common.nn import axes as ax
-from common.nn.norms import AdaRMSZero, LayerNorm, RMSNorm
+from common.nn.norms import AdaRMSZero, GroupNorm, LayerNorm, RMSNorm
 from tests.helpers import assert_close, assert_params_have_axes
 
 DIM, COND = 16, 6
@@ -223,3 +223,23 @@ def test_ada_rms_zero_bf16(rng):
     y_ref, gate_ref = ada_ref(model, x, cond)
     assert_close(np.asarray(y, np.float32), y_ref, rtol=2e-2)
     assert_close(np.asarray(gate, np.float32), gate_ref, rtol=2e-2)
+
+
+def test_group_norm_matches_torch_formula():
+    """``torch.nn.GroupNorm(groups, C)`` on ``[B, C, H, W]``, in float64 numpy: the
+    groups are runs of consecutive channels, statistics over a group's channels and all
+    positions of one example."""
+    rng = np.random.default_rng(0)
+    x = (3.0 + 2.0 * rng.normal(size=(2, 5, 6, 8))).astype(np.float32)  # [B, H, W, C]
+    norm = GroupNorm(8, 4, eps=1e-6, rngs=nnx.Rngs(0))
+    norm.scale[...] = jnp.asarray(rng.normal(size=8), jnp.float32)
+    norm.bias[...] = jnp.asarray(rng.normal(size=8), jnp.float32)
+    xt = np.moveaxis(x.astype(np.float64), -1, 1).reshape(2, 4, -1)  # [B, G, C/G * H * W]
+    mu, var = xt.mean(-1, keepdims=True), xt.var(-1, keepdims=True)
+    ref = np.moveaxis(((xt - mu) / np.sqrt(var + 1e-6)).reshape(2, 8, 5, 6), 1, -1)
+    ref = ref * np.asarray(norm.scale[...]) + np.asarray(norm.bias[...])
+    assert_close(norm(jnp.asarray(x)), ref)
+    assert norm(jnp.asarray(x, jnp.bfloat16)).dtype == jnp.bfloat16
+    assert_params_have_axes(norm)
+    with pytest.raises(ValueError, match="do not split into 3 groups"):
+        GroupNorm(8, 3)
