@@ -15,8 +15,10 @@ COMMANDS = ("common.data.build_corpus", "common.data.preprocess", "common.train.
             "tokenizer.snac.infer", "tokenizer.snac.convert", "tokenizer.snac.tokens",
             "tokenizer.snac.train", "worldmodel.train", "worldmodel.eval",
             "worldmodel.audio.speaker.train", "worldmodel.audio.speaker.evaluate",
-            "worldmodel.audio.sive.train", "worldmodel.audio.vocoder.train",
-            "worldmodel.audio.vocoder.evaluate")
+            "worldmodel.audio.sive.train", "worldmodel.audio.sive.evaluate",
+            "worldmodel.audio.cvae.train", "worldmodel.audio.cvae.evaluate",
+            "worldmodel.audio.vocoder.train", "worldmodel.audio.vocoder.evaluate",
+            "worldmodel.image.vae.train", "worldmodel.image.vae.evaluate")
 HEAVY = ("jax", "flax", "orbax", "grain", "datasets", "wandb")
 
 

@@ -1,29 +1,52 @@
 """Flax NNX layers, channels-last, every parameter carrying logical axis names.
 
 Import from here (``from common.nn import Attention, Conv, TransformerStack``) or from
-the defining module.
+the defining module. The names load on first use (PEP 562), so a light module of this
+package (``common.nn.patchgan_config``: a config the commands parse before jax loads)
+imports without jax and flax.
 """
 
-from common.nn import axes
-from common.nn.activations import Snake, get_activation, snake
-from common.nn.attention import Attention, KVCache, dot_product_attention, reference_attention
-from common.nn.conformer import ConformerBlock
-from common.nn.conv import Conv, ConvTranspose
-from common.nn.ffn import FeedForward
-from common.nn.film import FiLM
-from common.nn.grad_reversal import GradientReversal, gradient_reversal
-from common.nn.linear import Embed, Linear
-from common.nn.masks import make_attention_mask, positions_from_valid, valid_from_lengths
-from common.nn.norms import AdaRMSZero, LayerNorm, RMSNorm, batch_norm
-from common.nn.positional import RoPEConfig, alibi_bias, alibi_slopes, apply_rope
-from common.nn.transformer import TransformerBlock, TransformerConfig, TransformerStack
+from __future__ import annotations
 
-__all__ = [
-    "AdaRMSZero", "Attention", "ConformerBlock", "Conv", "ConvTranspose", "Embed",
-    "FeedForward", "FiLM", "GradientReversal", "KVCache", "LayerNorm", "Linear", "RMSNorm",
-    "RoPEConfig", "Snake",
-    "TransformerBlock", "TransformerConfig", "TransformerStack", "alibi_bias", "alibi_slopes",
-    "apply_rope", "axes", "batch_norm", "dot_product_attention", "get_activation",
-    "gradient_reversal", "make_attention_mask", "positions_from_valid", "reference_attention",
-    "snake", "valid_from_lengths",
-]
+import importlib
+from typing import Any
+
+# name -> the module that defines it
+_EXPORTS = {
+    "axes": "common.nn.axes",
+    **dict.fromkeys(("Snake", "get_activation", "snake"), "common.nn.activations"),
+    **dict.fromkeys(("Attention", "KVCache", "dot_product_attention", "reference_attention"),
+                    "common.nn.attention"),
+    "ConformerBlock": "common.nn.conformer",
+    **dict.fromkeys(("Conv", "ConvTranspose"), "common.nn.conv"),
+    "FeedForward": "common.nn.ffn",
+    "FiLM": "common.nn.film",
+    **dict.fromkeys(("GradientReversal", "gradient_reversal"), "common.nn.grad_reversal"),
+    **dict.fromkeys(("Embed", "Linear"), "common.nn.linear"),
+    **dict.fromkeys(("make_attention_mask", "positions_from_valid", "valid_from_lengths"),
+                    "common.nn.masks"),
+    **dict.fromkeys(("AdaRMSZero", "GroupNorm", "LayerNorm", "RMSNorm", "batch_norm"),
+                    "common.nn.norms"),
+    **dict.fromkeys(("PatchGAN", "patch_disc_fn"), "common.nn.patchgan"),
+    "PatchGANConfig": "common.nn.patchgan_config",
+    **dict.fromkeys(("RoPEConfig", "alibi_bias", "alibi_slopes", "apply_rope"),
+                    "common.nn.positional"),
+    **dict.fromkeys(("TransformerBlock", "TransformerConfig", "TransformerStack"),
+                    "common.nn.transformer"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'common.nn' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    value = module if _EXPORTS[name] == f"common.nn.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+

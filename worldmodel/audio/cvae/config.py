@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from common.data.sources import SourceConfig
-from common.nn.patchgan import PatchGANConfig
+from common.nn.patchgan_config import PatchGANConfig
 from common.speech.config import ContentEncoderConfig, EcapaConfig, MelFeatures
 from common.train.configs import GANConfig, OptimizerConfig, TrainConfig
 from worldmodel.audio.corpora import DEFAULT, RECIPE
