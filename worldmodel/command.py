@@ -22,8 +22,10 @@ def train_command(argv: Sequence[str] | None, *, config_cls: type, presets: Mapp
                   summary_keys: Sequence[str], aliases: Mapping[str, str] | None = None
                   ) -> TrainResult:
     """``python -m worldmodel.train <model>``: ``data_module`` provides ``resolve_data``
-    and ``make_data``, ``training_module`` ``build_program`` (imported after parsing);
-    ``aliases``: the model's short flags besides the shared ``ALIASES``."""
+    and ``make_data``, ``training_module`` ``build_program`` and, optionally,
+    ``make_on_log(cfg, eval_data)`` (the loop's ``on_log`` hook: media to log) (both
+    imported after parsing); ``aliases``: the model's short flags besides the shared
+    ``ALIASES``."""
     import importlib
 
     setup_console()
@@ -36,13 +38,15 @@ def train_command(argv: Sequence[str] | None, *, config_cls: type, presets: Mapp
     maybe_initialize_distributed()
     enable_compilation_cache()
     data = importlib.import_module(data_module)
-    build_program: Callable = importlib.import_module(training_module).build_program
+    training = importlib.import_module(training_module)
     cfg = data.resolve_data(cfg)
     train_data, eval_data = data.make_data(cfg)
+    make_on_log = getattr(training, "make_on_log", None)
     try:
-        result = train(cfg.train, kind=kind, program=build_program(cfg),
+        result = train(cfg.train, kind=kind, program=training.build_program(cfg),
                        train_data=train_data, eval_data=eval_data, config=cfg,
-                       samples_per_step=cfg.data.batch_size)
+                       samples_per_step=cfg.data.batch_size,
+                       on_log=make_on_log(cfg, eval_data) if make_on_log else None)
     finally:
         train_data.close()
     what = "stopped (checkpoint saved)" if result.stopped_by_signal else "done"

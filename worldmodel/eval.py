@@ -5,7 +5,8 @@ trials, identification accuracy), ``audio-sive`` (phoneme error rate on held-out
 speakers; a linear speaker probe on its features against the same probe on its mel
 input), ``audio-cvae`` (mel reconstruction; voice conversion's speaker similarity and
 the phoneme error rate of converted mels), ``vocoder`` (mel and multi-resolution STFT
-distances, PESQ-WB and STOI of re-synthesised held-out speech).
+distances, PESQ-WB and STOI of re-synthesised held-out speech), ``image-vae`` (PSNR,
+SSIM, KL per channel and latent statistics of held-out reconstructions).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ MODELS = {
     "audio-sive": "worldmodel.audio.sive.evaluate",
     "audio-cvae": "worldmodel.audio.cvae.evaluate",
     "vocoder": "worldmodel.audio.vocoder.evaluate",
+    "image-vae": "worldmodel.image.vae.evaluate",
 }
 
 

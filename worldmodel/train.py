@@ -4,9 +4,10 @@ Models (each with ``--help``): ``speaker-encoder`` (ECAPA-TDNN, AAM softmax),
 ``audio-sive`` (Conformer content encoder, CTC, reversed speaker adversary),
 ``audio-cvae`` (mel VAE over SIVE's content, F0 and a speaker embedding by FiLM; reads a
 SIVE and a speaker-encoder run), ``vocoder`` (Vocos: log-mel frames to waveform;
-``--gan`` adds the codecs' discriminators). The image VAE, the diffusion models and the
-world model itself are planned (their issues are open). With no options a model trains
-its ``tiny`` preset on the embedded corpus.
+``--gan`` adds the codecs' discriminators), ``image-vae`` (latent diffusion's
+autoencoder layout, KL; ``--gan`` adds a PatchGAN). The diffusion models and the world
+model itself are planned (their issues are open). With no options a model trains
+its ``tiny`` preset on the embedded data (the espeak corpus; procedural scenes for images).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ MODELS = {
     "audio-sive": "worldmodel.audio.sive.train",
     "audio-cvae": "worldmodel.audio.cvae.train",
     "vocoder": "worldmodel.audio.vocoder.train",
+    "image-vae": "worldmodel.image.vae.train",
 }
 
 

@@ -262,6 +262,13 @@ def test_pipeline_epochs():
         {digest(im) for b in aug[6:] for im in b})
 
 
+def test_last_smaller_batch_is_kept_when_asked():
+    # 10 images, 4 per batch: the last 2 are dropped, or kept as a batch of 2.
+    sizes = lambda **kw: [len(b["image"]) for b in make_image_pipeline(
+        cfg_(count=10, num_epochs=1, shuffle=False, **kw))]
+    assert sizes() == [4, 4] and sizes(drop_remainder=False) == [4, 4, 2]
+
+
 def test_resume_continues_exactly():
     cfg = cfg_(count=10)  # batches cross epoch boundaries
     it = make_image_pipeline(cfg)

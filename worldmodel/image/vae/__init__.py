@@ -1,0 +1,1 @@
+"""The image VAE: ``python -m worldmodel.train image-vae``."""

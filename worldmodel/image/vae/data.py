@@ -1,0 +1,64 @@
+"""The image VAE's batches: ``common.data.images`` pipelines over a training set and a
+held-out one (see ``ImageVaeData``). Batches are ``{"image": float32 [B, S, S, 3]}`` in
+[-1, 1]."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from common.data.images import SceneSource, make_image_pipeline, make_source
+from common.data.records import DataError
+from worldmodel.image.vae.config import ImageVaeConfig
+
+# Held-out scenes come from another seed: scene i of a seed is a function of (seed, i),
+# so a different seed gives scenes the training set never holds.
+EVAL_SEED_OFFSET = 1_000_003
+
+
+class Subset:
+    """Images ``[start, stop)`` of a random-access source."""
+
+    def __init__(self, source: Any, start: int, stop: int):
+        self.source, self.start, self.stop = source, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"image index {index} out of range [0, {len(self)})")
+        return self.source[self.start + index]
+
+
+def split_sources(cfg: ImageVaeConfig) -> tuple[Any, Any]:
+    """``(train source, held-out source)`` (see ``ImageVaeData``)."""
+    train, n_eval = cfg.data.train, cfg.data.eval_count
+    if train.source == "scenes":
+        return (SceneSource(train.count, train.render_size, train.seed),
+                SceneSource(n_eval, train.render_size, train.seed + EVAL_SEED_OFFSET))
+    source = make_source(dataclasses.replace(train, count=train.count + n_eval))
+    n = len(source)
+    if n <= n_eval:
+        raise DataError(f"image source {train.source!r} has {n} images: too few to hold "
+                        f"out data.eval_count={n_eval} and train on the rest")
+    return Subset(source, 0, n - n_eval), Subset(source, n - n_eval, n)
+
+
+def resolve_data(cfg: ImageVaeConfig) -> ImageVaeConfig:
+    """Nothing to resolve (no upstream run): the config as given."""
+    return cfg
+
+
+def make_data(cfg: ImageVaeConfig) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
+    """``(train iterator, eval iterator factory)``: augmented training batches (resumable),
+    and one pass of centred, unflipped crops of the held-out images."""
+    train_src, eval_src = split_sources(cfg)
+    train = cfg.data.train
+    eval_cfg = dataclasses.replace(
+        train, random_crop=False, hflip=False, shuffle=False, num_epochs=1, worker_count=0,
+        batch_size=min(train.batch_size, cfg.data.eval_count))
+    return (make_image_pipeline(train, train_src),
+            lambda: make_image_pipeline(eval_cfg, eval_src))
