@@ -144,7 +144,7 @@ class ImageVaeConfig:
 
 def tiny() -> ImageVaeConfig:
     """The default run: a 3-level, 16-wide VAE (0.24 M parameters, latent 8x8x4) on 32 px
-    crops of 2000 procedural scenes, 2000 steps of 16 images (about 3 min on 2 CPU
+    crops of 2000 procedural scenes, 2000 steps of 16 images (about 4 min on 2 CPU
     cores: held-out PSNR 8.8 -> 26.6 dB); ``--gan`` adds a small PatchGAN for the last
     500 steps."""
     return ImageVaeConfig(
