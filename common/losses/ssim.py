@@ -220,6 +220,16 @@ def _image_mask(mask, shape):
     return valid, valid[:, None, None, None]
 
 
+def _one_minus_mean(similarity, name: str, pred, target, mask, **kw):
+    """``1 - mean similarity(pred, target, **kw)`` over the valid images (masked-out
+    images zeroed first) and ``{"loss", name: the mean}``."""
+    valid, pixel_mask = _image_mask(mask, jnp.shape(pred))
+    value = similarity(zero_invalid(pred, pixel_mask), zero_invalid(target, pixel_mask), **kw)
+    mean = masked_mean(value, valid)
+    loss = 1.0 - mean
+    return loss, {"loss": loss, name: mean}
+
+
 def ssim_loss(
     pred: jax.Array,
     target: jax.Array,
@@ -238,12 +248,8 @@ def ssim_loss(
     changes neither the loss nor the gradient. Returns float32 ``(loss, {"loss",
     "ssim"})``, ``ssim`` the mean SSIM of the valid images.
     """
-    valid, pixel_mask = _image_mask(mask, jnp.shape(pred))
-    value = ssim(zero_invalid(pred, pixel_mask), zero_invalid(target, pixel_mask),
-                 data_range=data_range, window_size=window_size, sigma=sigma, k1=k1, k2=k2)
-    mean = masked_mean(value, valid)
-    loss = 1.0 - mean
-    return loss, {"loss": loss, "ssim": mean}
+    return _one_minus_mean(ssim, "ssim", pred, target, mask, data_range=data_range,
+                           window_size=window_size, sigma=sigma, k1=k1, k2=k2)
 
 
 def ms_ssim_loss(
@@ -263,10 +269,6 @@ def ms_ssim_loss(
     Shapes and masking as ``ssim_loss``; sizes and weights as ``ms_ssim``. Returns float32
     ``(loss, {"loss", "ms_ssim"})``.
     """
-    valid, pixel_mask = _image_mask(mask, jnp.shape(pred))
-    value = ms_ssim(zero_invalid(pred, pixel_mask), zero_invalid(target, pixel_mask),
-                    data_range=data_range, window_size=window_size, sigma=sigma, k1=k1, k2=k2,
-                    weights=weights)
-    mean = masked_mean(value, valid)
-    loss = 1.0 - mean
-    return loss, {"loss": loss, "ms_ssim": mean}
+    return _one_minus_mean(ms_ssim, "ms_ssim", pred, target, mask, data_range=data_range,
+                           window_size=window_size, sigma=sigma, k1=k1, k2=k2,
+                           weights=weights)

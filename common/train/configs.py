@@ -358,6 +358,12 @@ class GANConfig:
                 raise ValueError(f"gan.{name} must be >= 0, got {getattr(self, name)}")
 
 
+# The discriminator's optimizer as VQGAN and latent diffusion train their PatchGANs:
+# Adam(0.5, 0.9) at a constant 2e-4 (the image VAE's and the audio CVAE's default).
+PATCHGAN_OPTIM = OptimizerConfig(name="adamw", lr=2e-4, b1=0.5, b2=0.9, schedule="constant",
+                                 weight_decay=0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The loop's settings (models embed this in their own config).

@@ -11,7 +11,7 @@ import dataclasses
 from common.data.sources import SourceConfig
 from common.nn.patchgan_config import PatchGANConfig
 from common.speech.config import ContentEncoderConfig, EcapaConfig, MelFeatures
-from common.train.configs import GANConfig, OptimizerConfig, TrainConfig
+from common.train.configs import PATCHGAN_OPTIM, GANConfig, OptimizerConfig, TrainConfig
 from worldmodel.audio.corpora import DEFAULT, RECIPE
 
 
@@ -132,9 +132,7 @@ class CvaeConfig:
     disc: PatchGANConfig = dataclasses.field(default_factory=PatchGANConfig)
     """the discriminator: a PatchGAN over the mel as a one-channel image (time x mel)."""
     gan: GANConfig = dataclasses.field(default_factory=lambda: GAN)
-    disc_optim: OptimizerConfig = dataclasses.field(
-        default_factory=lambda: OptimizerConfig(name="adamw", lr=2e-4, b1=0.5, b2=0.9,
-                                                schedule="constant", weight_decay=0.0))
+    disc_optim: OptimizerConfig = dataclasses.field(default_factory=lambda: PATCHGAN_OPTIM)
     """the discriminator's optimizer (VQGAN's Adam(0.5, 0.9))."""
     data: CvaeData = dataclasses.field(default_factory=CvaeData)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

@@ -12,7 +12,7 @@ import dataclasses
 
 from common.data.image_config import ImagePipelineConfig
 from common.nn.patchgan_config import PatchGANConfig
-from common.train.configs import GANConfig, OptimizerConfig, TrainConfig
+from common.train.configs import PATCHGAN_OPTIM, GANConfig, OptimizerConfig, TrainConfig
 
 KIND = "worldmodel.image_vae"  # what run.json records for these runs
 
@@ -128,9 +128,7 @@ class ImageVaeConfig:
     disc: PatchGANConfig = dataclasses.field(
         default_factory=lambda: PatchGANConfig(in_channels=3))
     gan: GANConfig = dataclasses.field(default_factory=lambda: GAN)
-    disc_optim: OptimizerConfig = dataclasses.field(
-        default_factory=lambda: OptimizerConfig(name="adamw", lr=2e-4, b1=0.5, b2=0.9,
-                                                schedule="constant", weight_decay=0.0))
+    disc_optim: OptimizerConfig = dataclasses.field(default_factory=lambda: PATCHGAN_OPTIM)
     data: ImageVaeData = dataclasses.field(default_factory=ImageVaeData)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 

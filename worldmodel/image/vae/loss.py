@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from common.losses.kl import gaussian_kl
 from common.losses.regression import l1_loss, l2_loss
-from common.losses.ssim import ssim
+from common.losses.ssim import ssim_loss
 from worldmodel.image.vae.config import ImageVaeLossConfig
 from worldmodel.image.vae.model import ImageVaeOutput
 
@@ -49,7 +49,8 @@ def image_vae_loss(out: ImageVaeOutput, image: jax.Array, step: jax.Array,
     # SSIM's 11-pixel window needs images at least that large (8 px digits are not):
     # then it is neither a metric nor, unless asked for (an error), a loss.
     if cfg.ssim_weight or min(image.shape[1:3]) >= SSIM_WINDOW:
-        s = jnp.mean(ssim(out.image, image, data_range=DATA_RANGE, window_size=SSIM_WINDOW))
-        loss = loss + cfg.ssim_weight * (1.0 - s)
-        metrics["vae/ssim"] = s
+        structural, sm = ssim_loss(out.image, image, data_range=DATA_RANGE,
+                                   window_size=SSIM_WINDOW)
+        loss = loss + cfg.ssim_weight * structural
+        metrics["vae/ssim"] = sm["ssim"]
     return loss, metrics
