@@ -6,7 +6,9 @@ speakers; a linear speaker probe on its features against the same probe on its m
 input), ``audio-cvae`` (mel reconstruction; voice conversion's speaker similarity and
 the phoneme error rate of converted mels), ``vocoder`` (mel and multi-resolution STFT
 distances, PESQ-WB and STOI of re-synthesised held-out speech), ``image-vae`` (PSNR,
-SSIM, KL per channel and latent statistics of held-out reconstructions).
+SSIM, KL per channel and latent statistics of held-out reconstructions),
+``image-diffusion`` (class accuracy and a Frechet distance of generated digits under a
+small digits classifier, per guidance scale; sampling time).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ MODELS = {
     "audio-cvae": "worldmodel.audio.cvae.evaluate",
     "vocoder": "worldmodel.audio.vocoder.evaluate",
     "image-vae": "worldmodel.image.vae.evaluate",
+    "image-diffusion": "worldmodel.image.diffusion.evaluate",
 }
 
 

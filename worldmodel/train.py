@@ -5,8 +5,9 @@ Models (each with ``--help``): ``speaker-encoder`` (ECAPA-TDNN, AAM softmax),
 ``audio-cvae`` (mel VAE over SIVE's content, F0 and a speaker embedding by FiLM; reads a
 SIVE and a speaker-encoder run), ``vocoder`` (Vocos: log-mel frames to waveform;
 ``--gan`` adds the codecs' discriminators), ``image-vae`` (latent diffusion's
-autoencoder layout, KL; ``--gan`` adds a PatchGAN). The diffusion models and the world
-model itself are planned (their issues are open). With no options a model trains
+autoencoder layout, KL; ``--gan`` adds a PatchGAN), ``image-diffusion`` (a DiT or UNet
+on an image VAE's latents; reads an image-vae run). Audio diffusion, the recurrent VAE
+and the world model itself are planned (their issues are open). With no options a model trains
 its ``tiny`` preset on the embedded data (the espeak corpus; procedural scenes for images).
 """
 
@@ -22,6 +23,7 @@ MODELS = {
     "audio-cvae": "worldmodel.audio.cvae.train",
     "vocoder": "worldmodel.audio.vocoder.train",
     "image-vae": "worldmodel.image.vae.train",
+    "image-diffusion": "worldmodel.image.diffusion.train",
 }
 
 

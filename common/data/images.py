@@ -1,11 +1,13 @@
 """Image sets for the image VAE and their grain pipeline: crop and scale, flip, normalise, batch.
 
 Sources are random-access (``len``, ``[i]``) and give ``{"id": str, "image": uint8
-[H, W, 3]}``; none downloads anything:
+[H, W, 3]}`` (and ``"label": int`` where the set has classes: the digits); none
+downloads anything:
 
   scenes   procedural landscapes and still lifes (``common.data.scenes``), any count,
            deterministic from (seed, index): the default set
-  digits   scikit-learn's 1,797 handwritten digits, 8x8 grey (a tiny sanity set)
+  digits   scikit-learn's 1,797 handwritten digits, 8x8 grey, labelled 0-9 (a tiny
+           sanity set, and class-conditional generation's)
   sklearn  scikit-learn's two sample photos (china.jpg, flower.jpg, 427x640); needs Pillow
   folder   the PNG / JPEG files (Pillow) and ``.npy`` arrays under a folder, sorted by path
 
@@ -16,7 +18,8 @@ Sources are random-access (``len``, ``[i]``) and give ``{"id": str, "image": uin
       -> [p:] (resume) -> to_iter_dataset(ReadOptions) -> mp_prefetch(worker_count)
 
 and yields ``{"image": float32 [B, size, size, 3]}`` in [-1, 1] (uint8 in [0, 255] with
-``normalise=False``), ``B = batch_size // process_count``. Crops are square windows of a
+``normalise=False``), with ``"label": int32 [B]`` when the source has labels,
+``B = batch_size // process_count``. Crops are square windows of a
 random fraction (``crop_scale``) of the image's shorter side at a random sub-pixel
 position, resampled in one step with an anti-aliased linear filter (the filter of
 ``jax.image.scale_and_translate(method="linear", antialias=True)``).
@@ -89,20 +92,28 @@ class SceneSource:
 
 
 class ArraySource:
-    """Images held in memory: a list of uint8 [H, W, 3] arrays and their ids."""
+    """Images held in memory: a list of uint8 [H, W, 3] arrays, their ids and, optionally,
+    their integer class labels."""
 
-    def __init__(self, images: list[np.ndarray], ids: list[str]):
+    def __init__(self, images: list[np.ndarray], ids: list[str],
+                 labels: list[int] | None = None):
         if len(images) != len(ids) or not images:
             raise DataError(f"ArraySource needs as many ids as images, and at least one "
                             f"(got {len(images)} images, {len(ids)} ids)")
+        if labels is not None and len(labels) != len(images):
+            raise DataError(f"ArraySource got {len(labels)} labels for {len(images)} images")
         self.images = [to_rgb_uint8(im, i) for im, i in zip(images, ids, strict=True)]
         self.ids = list(ids)
+        self.labels = None if labels is None else [int(x) for x in labels]
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"id": self.ids[int(index)], "image": self.images[int(index)]}
+        out = {"id": self.ids[int(index)], "image": self.images[int(index)]}
+        if self.labels is not None:
+            out["label"] = self.labels[int(index)]
+        return out
 
 
 def _sklearn_file(relative: str) -> Path:
@@ -116,8 +127,12 @@ def _sklearn_file(relative: str) -> Path:
     return path
 
 
+DIGIT_CLASSES = 10
+
+
 def digits_source(count: int | None = None) -> ArraySource:
-    """scikit-learn's 1,797 handwritten digits (bright ink on black), uint8 [8, 8, 3].
+    """scikit-learn's 1,797 handwritten digits (bright ink on black), uint8 [8, 8, 3], with
+    their labels 0-9.
 
     Read from ``sklearn/datasets/data/digits.csv.gz`` (what ``load_digits`` reads: 64
     pixels in 0..16 and the label per row).
@@ -125,7 +140,8 @@ def digits_source(count: int | None = None) -> ArraySource:
     rows = np.loadtxt(_sklearn_file("datasets/data/digits.csv.gz"), delimiter=",",
                       dtype=np.float32)[:count]
     ims = rows[:, :64].reshape(-1, 8, 8) / 16.0
-    return ArraySource(list(ims), [f"digits/{i}" for i in range(len(ims))])
+    return ArraySource(list(ims), [f"digits/{i}" for i in range(len(ims))],
+                       rows[:, 64].astype(np.int64).tolist())
 
 
 def _pillow(where: str):
@@ -259,7 +275,8 @@ def crop_resize(image: np.ndarray, top: float, left: float, side: float, size: i
 
 
 class Augment:
-    """grain ``random_map``: ``{"id", "image" uint8 [H, W, 3]}`` -> ``{"image": [S, S, 3]}``."""
+    """grain ``random_map``: ``{"id", "image" uint8 [H, W, 3]}`` -> ``{"image": [S, S, 3]}``
+    (a ``"label"`` passes through as int32)."""
 
     def __init__(self, cfg: ImagePipelineConfig):
         self.cfg = cfg
@@ -281,6 +298,8 @@ class Augment:
             out = np.clip(out * np.float32(2 / 255) - 1, -1, 1)
         else:
             out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        if "label" in element:
+            return {"image": out, "label": np.int32(element["label"])}
         return {"image": out}
 
 

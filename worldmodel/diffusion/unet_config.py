@@ -40,6 +40,10 @@ class UNetConfig:
     cond_dim: int = 0
     """0: no vector conditioning; else the width of a per-example condition vector (a
     speaker or caption embedding), whose null is the zero vector."""
+    cond_dropout: float = 0.1
+    """probability with which training replaces an example's condition by the null one
+    (``conditioning.drop_condition``), so the network also learns the unconditional
+    prediction classifier-free guidance needs (as ``DiTConfig.cond_dropout``)."""
     dtype: str | None = None
     """compute dtype ("bfloat16"; None: float32); parameters and norms stay float32."""
 
@@ -73,6 +77,9 @@ class UNetConfig:
         if self.cond_dim < 0:
             raise ValueError(f"UNetConfig.cond_dim must be >= 0 (0: no vector condition), "
                              f"got {self.cond_dim}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"UNetConfig.cond_dropout must be in [0, 1), "
+                             f"got {self.cond_dropout}")
         if self.dtype not in DTYPES:
             raise ValueError(f"UNetConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
 

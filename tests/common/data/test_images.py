@@ -105,6 +105,22 @@ def test_digits_source():
     np.testing.assert_array_equal(rec["image"][0, :4, 1], [0, 0, 80, 207])
     assert max(src[i]["image"].max() for i in range(20)) == 255
     assert len(make_source(cfg_(source="digits", count=10))) == 10
+    # load_digits' targets: the first ten rows are 0..9 in order; 0-9 each about 180 times.
+    assert [src[i]["label"] for i in range(10)] == list(range(10))
+    counts = np.bincount([src[i]["label"] for i in range(len(src))])
+    assert len(counts) == 10 and counts.min() >= 170
+
+
+def test_labels_pass_through_the_pipeline():
+    src = digits_source(40)
+    cfg = cfg_(source="digits", size=16, count=40, batch_size=8, shuffle=False,
+               random_crop=False, hflip=False)
+    batch = next(iter(make_image_pipeline(cfg, src)))
+    assert batch["image"].shape == (8, 16, 16, 3)
+    assert batch["label"].dtype == np.int32
+    np.testing.assert_array_equal(batch["label"], [src[i]["label"] for i in range(8)])
+    with pytest.raises(DataError, match="3 labels for 2 images"):
+        ArraySource([np.zeros((4, 4, 3), np.uint8)] * 2, ["a", "b"], [0, 1, 2])
 
 
 def test_to_rgb_uint8_layouts():

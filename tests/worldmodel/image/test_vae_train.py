@@ -68,8 +68,8 @@ def test_fixed_sets_hold_out_their_last_images():
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(
         cfg.data, eval_count=97, train=dataclasses.replace(cfg.data.train, source="digits",
                                                            size=8, count=10_000)))
-    train, held = split_sources(cfg)
+    train, held = split_sources(cfg.data)
     assert len(train) + len(held) == 1797 and len(held) == 97
     assert held[0]["id"] == "digits/1700" and train[len(train) - 1]["id"] == "digits/1699"
-    scenes_train, scenes_held = split_sources(tiny())
+    scenes_train, scenes_held = split_sources(tiny().data)
     assert scenes_train[0]["id"] != scenes_held[0]["id"]  # another seed

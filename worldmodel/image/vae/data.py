@@ -10,7 +10,7 @@ from typing import Any
 
 from common.data.images import SceneSource, make_image_pipeline, make_source
 from common.data.records import DataError
-from worldmodel.image.vae.config import ImageVaeConfig
+from worldmodel.image.vae.config import ImageVaeConfig, ImageVaeData
 
 # Held-out scenes come from another seed: scene i of a seed is a function of (seed, i),
 # so a different seed gives scenes the training set never holds.
@@ -33,9 +33,9 @@ class Subset:
         return self.source[self.start + index]
 
 
-def split_sources(cfg: ImageVaeConfig) -> tuple[Any, Any]:
+def split_sources(data: ImageVaeData) -> tuple[Any, Any]:
     """``(train source, held-out source)`` (see ``ImageVaeData``)."""
-    train, n_eval = cfg.data.train, cfg.data.eval_count
+    train, n_eval = data.train, data.eval_count
     if train.source == "scenes":
         return (SceneSource(train.count, train.render_size, train.seed),
                 SceneSource(n_eval, train.render_size, train.seed + EVAL_SEED_OFFSET))
@@ -53,12 +53,18 @@ def resolve_data(cfg: ImageVaeConfig) -> ImageVaeConfig:
 
 
 def make_data(cfg: ImageVaeConfig) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
+    """``(train iterator, eval iterator factory)`` of ``cfg.data`` (``make_image_data``)."""
+    return make_image_data(cfg.data)
+
+
+def make_image_data(data: ImageVaeData
+                    ) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
     """``(train iterator, eval iterator factory)``: augmented training batches (resumable),
     and one pass of centred, unflipped crops of the held-out images."""
-    train_src, eval_src = split_sources(cfg)
-    train = cfg.data.train
+    train_src, eval_src = split_sources(data)
+    train = data.train
     eval_cfg = dataclasses.replace(
         train, random_crop=False, hflip=False, shuffle=False, num_epochs=1, worker_count=0,
-        batch_size=min(train.batch_size, cfg.data.eval_count))
+        batch_size=min(train.batch_size, data.eval_count))
     return (make_image_pipeline(train, train_src),
             lambda: make_image_pipeline(eval_cfg, eval_src))

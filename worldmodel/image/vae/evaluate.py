@@ -57,7 +57,7 @@ def evaluate(run: Path, opts: Options) -> dict:
     model.eval()
     count = opts.count or cfg.data.eval_count
     data = dataclasses.replace(cfg.data, eval_count=count)
-    train_src, held_src = split_sources(dataclasses.replace(cfg, data=data))
+    train_src, held_src = split_sources(data)
     source = held_src if opts.split == "held-out" else train_src
     pcfg = dataclasses.replace(cfg.data.train, random_crop=False, hflip=False, shuffle=False,
                                num_epochs=1, worker_count=0, drop_remainder=False,

@@ -1,0 +1,1 @@
+"""Latent diffusion on images: a DiT or UNet on the latents of a trained image VAE."""
