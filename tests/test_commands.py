@@ -19,7 +19,8 @@ COMMANDS = ("common.data.build_corpus", "common.data.preprocess", "common.train.
             "worldmodel.audio.cvae.train", "worldmodel.audio.cvae.evaluate",
             "worldmodel.audio.vocoder.train", "worldmodel.audio.vocoder.evaluate",
             "worldmodel.image.vae.train", "worldmodel.image.vae.evaluate",
-            "worldmodel.image.diffusion.train", "worldmodel.image.diffusion.evaluate")
+            "worldmodel.image.diffusion.train", "worldmodel.image.diffusion.evaluate",
+            "worldmodel.image.recurrent_vae.train", "worldmodel.image.recurrent_vae.evaluate")
 HEAVY = ("jax", "flax", "orbax", "grain", "datasets", "wandb")
 
 

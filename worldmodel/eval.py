@@ -8,7 +8,8 @@ the phoneme error rate of converted mels), ``vocoder`` (mel and multi-resolution
 distances, PESQ-WB and STOI of re-synthesised held-out speech), ``image-vae`` (PSNR,
 SSIM, KL per channel and latent statistics of held-out reconstructions),
 ``image-diffusion`` (class accuracy and a Frechet distance of generated digits under a
-small digits classifier, per guidance scale; sampling time).
+small digits classifier, per guidance scale; sampling time), ``recurrent-vae`` (PSNR and
+SSIM against refinement steps; early exit's steps saved and quality).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ MODELS = {
     "vocoder": "worldmodel.audio.vocoder.evaluate",
     "image-vae": "worldmodel.image.vae.evaluate",
     "image-diffusion": "worldmodel.image.diffusion.evaluate",
+    "recurrent-vae": "worldmodel.image.recurrent_vae.evaluate",
 }
 
 

@@ -6,9 +6,11 @@ Models (each with ``--help``): ``speaker-encoder`` (ECAPA-TDNN, AAM softmax),
 SIVE and a speaker-encoder run), ``vocoder`` (Vocos: log-mel frames to waveform;
 ``--gan`` adds the codecs' discriminators), ``image-vae`` (latent diffusion's
 autoencoder layout, KL; ``--gan`` adds a PatchGAN), ``image-diffusion`` (a DiT or UNet
-on an image VAE's latents; reads an image-vae run). Audio diffusion, the recurrent VAE
-and the world model itself are planned (their issues are open). With no options a model trains
-its ``tiny`` preset on the embedded data (the espeak corpus; procedural scenes for images).
+on an image VAE's latents; reads an image-vae run), ``recurrent-vae`` (a VAE whose
+decoder refines its image with one shared cell, exiting early at inference). Audio
+diffusion and the world model itself are planned (their issues are open). With no
+options a model trains its ``tiny`` preset on the embedded data (the espeak corpus;
+procedural scenes or digits for images).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ MODELS = {
     "vocoder": "worldmodel.audio.vocoder.train",
     "image-vae": "worldmodel.image.vae.train",
     "image-diffusion": "worldmodel.image.diffusion.train",
+    "recurrent-vae": "worldmodel.image.recurrent_vae.train",
 }
 
 

@@ -47,8 +47,9 @@ def split_sources(data: ImageVaeData) -> tuple[Any, Any]:
     return Subset(source, 0, n - n_eval), Subset(source, n - n_eval, n)
 
 
-def resolve_data(cfg: ImageVaeConfig) -> ImageVaeConfig:
-    """Nothing to resolve (no upstream run): the config as given."""
+def resolve_data(cfg):
+    """Nothing to resolve (no upstream run): the config (the image VAE's, or any with an
+    ``ImageVaeData`` ``data``: the recurrent VAE's) as given."""
     return cfg
 
 

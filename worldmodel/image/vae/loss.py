@@ -36,9 +36,12 @@ def psnr(pred: jax.Array, target: jax.Array, data_range: float = DATA_RANGE) -> 
 
 
 def image_vae_loss(out: ImageVaeOutput, image: jax.Array, step: jax.Array,
-                   cfg: ImageVaeLossConfig) -> tuple[jax.Array, dict[str, jax.Array]]:
+                   cfg: ImageVaeLossConfig, *, ssim_metric: bool = True
+                   ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """``l1 * L1 + l2 * L2 + ssim * (1 - SSIM) + kl_weight(step) * KL`` and its terms;
-    ``image, out.image [B, H, W, C]`` in [-1, 1], the KL over every latent position."""
+    ``image, out.image [B, H, W, C]`` in [-1, 1], the KL over every latent position.
+    ``ssim_metric=False`` leaves SSIM out of the metrics when it is not a loss term (its
+    11x11 window is a slow depthwise conv on CPU: the recurrent VAE reports it once)."""
     l1, _ = l1_loss(out.image, image)
     l2, _ = l2_loss(out.image, image)
     kl, km = gaussian_kl(out.mean, out.logvar, free_bits=cfg.free_bits)
@@ -48,7 +51,7 @@ def image_vae_loss(out: ImageVaeOutput, image: jax.Array, step: jax.Array,
                "vae/kl_dim_max": km["kl_dim_max"], "vae/psnr": jnp.mean(psnr(out.image, image))}
     # SSIM's 11-pixel window needs images at least that large (8 px digits are not):
     # then it is neither a metric nor, unless asked for (an error), a loss.
-    if cfg.ssim_weight or min(image.shape[1:3]) >= SSIM_WINDOW:
+    if cfg.ssim_weight or (ssim_metric and min(image.shape[1:3]) >= SSIM_WINDOW):
         structural, sm = ssim_loss(out.image, image, data_range=DATA_RANGE,
                                    window_size=SSIM_WINDOW)
         loss = loss + cfg.ssim_weight * structural

@@ -128,9 +128,11 @@ def upsample_nearest(x: jax.Array) -> jax.Array:
 
 
 class Decoder(nnx.Module):
-    """``z [B, H/f, W/f, Z] -> image [B, H, W, C]`` (float32)."""
+    """``z [B, H/f, W/f, Z] -> image [B, H, W, C]`` (float32). ``head=False`` leaves out
+    the output norm and conv: ``features`` is then the decoder (the recurrent VAE puts
+    its own refinement head there)."""
 
-    def __init__(self, cfg: ImageVaeModelConfig, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: ImageVaeModelConfig, *, head: bool = True, rngs: nnx.Rngs):
         kw = dict(dtype=cfg.dtype, rngs=rngs)
         widths = [cfg.channels * m for m in cfg.channel_mult]
         z = cfg.latent_channels
@@ -148,16 +150,22 @@ class Decoder(nnx.Module):
             if i > 0:
                 ups.append(Conv(cin, cin, (3, 3), **kw))
         self.blocks, self.ups = nnx.List(blocks), nnx.List(ups)
-        self.norm_out = GroupNorm(cin, cfg.groups, eps=1e-6, **kw)
-        self.conv_out = Conv(cin, cfg.in_channels, (3, 3), **kw)
+        self.width = cin
+        self.norm_out = GroupNorm(cin, cfg.groups, eps=1e-6, **kw) if head else None
+        self.conv_out = Conv(cin, cfg.in_channels, (3, 3), **kw) if head else None
 
-    def __call__(self, z: jax.Array) -> jax.Array:
+    def features(self, z: jax.Array) -> jax.Array:
+        """``z [B, H/f, W/f, Z]`` -> the last level's activations ``[B, H, W, width]``."""
         h = self.middle(self.conv_in(self.post_quant_conv(z)))
         for i, level in enumerate(self.blocks):
             for block in level:
                 h = block(h)
             if i < len(self.ups):
                 h = self.ups[i](upsample_nearest(h))
+        return h
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        h = self.features(z)
         return self.conv_out(jax.nn.silu(self.norm_out(h))).astype(jnp.float32)
 
 
