@@ -149,6 +149,12 @@ def conv_transpose_output_length(n: int, kernel_size: int, stride: int = 1,
 # ---------------------------------------------------------------- PyTorch weights
 
 
+def upsample_nearest(x: jax.Array) -> jax.Array:
+    """``[B, H, W, C] -> [B, 2H, 2W, C]``, every pixel repeated 2x2 (the UNet's and the
+    image VAE's upsampling before a 3x3 conv)."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
 def conv_weight_from_torch(weight: np.ndarray) -> np.ndarray:
     """``torch ConvNd.weight [out, in/g, *K]`` -> ``Conv.kernel [*K, in/g, out]``."""
     w = np.asarray(weight)

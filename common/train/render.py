@@ -65,3 +65,14 @@ def encode_png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     PIL.Image.fromarray(np.ascontiguousarray(image, np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def image_grid(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows of images ``[N, H, W, C]`` in [-1, 1] -> one uint8 ``[rows * H, N * W, C]``
+    picture (a 1-pixel black rule between images)."""
+    def row(x):
+        x = np.pad(np.asarray(x, np.float32), ((0, 0), (0, 1), (0, 1), (0, 0)),
+                   constant_values=-1.0)
+        return np.concatenate(list(x), axis=1)
+    grid = np.concatenate([row(r) for r in rows], axis=0)
+    return np.clip(np.round((grid + 1.0) * 127.5), 0, 255).astype(np.uint8)

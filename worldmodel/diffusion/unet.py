@@ -45,7 +45,7 @@ from flax import nnx
 
 from common.nn import axes as ax
 from common.nn.attention import Attention
-from common.nn.conv import Conv
+from common.nn.conv import Conv, upsample_nearest
 from common.nn.linear import Embed, Linear
 from common.nn.norms import GroupNorm
 from worldmodel.diffusion.conditioning import (
@@ -56,7 +56,6 @@ from worldmodel.diffusion.conditioning import (
     timestep_embedding,
 )
 from worldmodel.diffusion.unet_config import UNetConfig
-from worldmodel.image.vae.model import upsample_nearest
 
 _zeros = nnx.initializers.zeros_init()
 

@@ -38,7 +38,7 @@ def test_trains_checkpoints_resumes_and_evaluates(tmp_path):
     huge, zero = result["early_exit"]
     assert huge["mean_steps"] == 1 and huge["psnr"] == pytest.approx(
         result["per_step"][0]["psnr"], abs=1e-4)
-    assert zero["mean_steps"] == 3 and zero["saved"] == 0 and zero["psnr"] == pytest.approx(
+    assert zero["mean_steps"] == 3 and zero["saved"] == -0.5 and zero["psnr"] == pytest.approx(
         result["per_step"][2]["psnr"], abs=1e-4)
     assert Image.open(tmp_path / "g.png").size == (4 * 17, 4 * 17)
     assert "early exit at 1e+09" in format_table(result)

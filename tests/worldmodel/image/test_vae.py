@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from common.nn.conv import upsample_nearest
 from tests.helpers import assert_close, assert_params_have_axes
 from worldmodel.image.vae.config import (
     ImageVaeConfig,
@@ -18,7 +19,7 @@ from worldmodel.image.vae.config import (
     tiny,
 )
 from worldmodel.image.vae.loss import image_vae_loss, kl_weight, psnr
-from worldmodel.image.vae.model import ImageVae, ImageVaeOutput, upsample_nearest
+from worldmodel.image.vae.model import ImageVae, ImageVaeOutput
 
 CFG = ImageVaeModelConfig.tiny()  # 16 wide, mult (1, 2, 2), one block per level: f = 4
 

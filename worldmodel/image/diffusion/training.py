@@ -171,7 +171,7 @@ def sample_labels(cfg: ImageDiffusionConfig, per_class: int) -> np.ndarray:
 def sample_grid(images: np.ndarray, labels: np.ndarray, columns: int = 8) -> np.ndarray:
     """The first ``columns`` samples of each class (fewer if a class has fewer) as one
     row per class (uint8)."""
-    from worldmodel.image.vae.training import image_grid
+    from common.train.render import image_grid
 
     classes = np.unique(labels)
     columns = min(columns, *(int(np.sum(labels == c)) for c in classes))

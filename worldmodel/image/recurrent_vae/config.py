@@ -27,7 +27,7 @@ class RecurrentVaeModelConfig:
     """the cell's width (0: the decoder trunk's last width)."""
     cell_blocks: int = 1
     """residual blocks in the cell."""
-    exit_threshold: float = 0.01
+    exit_threshold: float = 0.02
     """inference stops refining an image when its mean absolute change per pixel (images
     in [-1, 1]) falls below this."""
     max_steps: int = 0

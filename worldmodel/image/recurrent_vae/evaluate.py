@@ -5,9 +5,10 @@ saves: ``python -m worldmodel.eval recurrent-vae [--run DIR] [--split held-out|t
 The held-out images (centred crops, the posterior's mean) are decoded with 1, 2, ...,
 ``max-steps`` refinement steps (default: twice the training's, to show whether the cell
 is stable past what it was trained for): PSNR, SSIM and the change per pixel of each
-step. Then early exit at each threshold (default: the run's ``exit_threshold`` and ten
-times and a tenth of it): the mean steps used per image, its PSNR and SSIM, against
-the fixed count with the same mean. Without ``--run``: the newest recurrent VAE run.
+step. Then early exit at each threshold (default: the run's ``exit_threshold``, ten
+times and a tenth of it; capped at ``max-steps``): the mean steps used per image, the
+share of the training's step count that saves (negative: it ran more), its PSNR and
+SSIM. Without ``--run``: the newest recurrent VAE run.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ def evaluate(run: Path, opts: Options) -> dict:
 
     from common.data.images import make_image_pipeline
     from common.losses.ssim import ssim
+    from common.train.render import image_grid
     from worldmodel.image.recurrent_vae.training import load_recurrent_vae
     from worldmodel.image.vae.data import split_sources
     from worldmodel.image.vae.loss import DATA_RANGE, SSIM_WINDOW, psnr
-    from worldmodel.image.vae.training import image_grid
 
     model, cfg = load_recurrent_vae(run)
     model.eval()
@@ -118,7 +119,7 @@ def evaluate(run: Path, opts: Options) -> dict:
         exits.append({"threshold": float(t), "mean_steps": mean(r["used"]),
                       "psnr": mean(r["psnr"]),
                       "ssim": mean(r["ssim"]) if use_ssim else None,
-                      "saved": 1.0 - mean(r["used"]) / k_max})
+                      "saved": 1.0 - mean(r["used"]) / cfg.model.steps})
     return {"run": str(run), "split": opts.split, "images": n, "size": pcfg.size,
             "train_steps": cfg.model.steps, "per_step": steps, "early_exit": exits}
 
@@ -135,7 +136,8 @@ def format_table(r: dict) -> str:
                      f"change {s['change']:.4f}"))
     for e in r["early_exit"]:
         rows.append((f"early exit at {e['threshold']:g}",
-                     f"{e['mean_steps']:.2f} steps ({100 * e['saved']:.0f}% saved), "
+                     f"{e['mean_steps']:.2f} steps ({100 * e['saved']:.0f}% fewer than "
+                     f"{r['train_steps']}), "
                      f"PSNR {e['psnr']:.2f} dB, SSIM {num(e['ssim'], '.3f')}"))
     return markdown_rows(rows)
 

@@ -54,8 +54,8 @@ def make_on_log(cfg: RecurrentVaeConfig, eval_data):
     """The loop's ``on_log``: held-out images over every refinement step's estimate
     (``vae/refinements``), before training, every ``train.logging.audio_every`` steps
     and at the end."""
+    from common.train.render import image_grid
     from tokenizer.codec.train_logging import first_batch
-    from worldmodel.image.vae.training import image_grid
 
     images = np.asarray(first_batch(eval_data)["image"][:EXAMPLES])
     steps = nnx.jit(lambda model, x: model.decode_steps(model.encode(x)[0]))

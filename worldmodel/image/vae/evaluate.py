@@ -49,9 +49,10 @@ def evaluate(run: Path, opts: Options) -> dict:
 
     from common.data.images import make_image_pipeline
     from common.losses.ssim import ms_ssim, ssim
+    from common.train.render import image_grid
     from worldmodel.image.vae.data import split_sources
     from worldmodel.image.vae.loss import DATA_RANGE, SSIM_WINDOW, psnr
-    from worldmodel.image.vae.training import image_grid, load_vae
+    from worldmodel.image.vae.training import load_vae
 
     model, cfg = load_vae(run)
     model.eval()

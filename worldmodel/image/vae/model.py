@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from common.nn.attention import Attention
-from common.nn.conv import Conv
+from common.nn.conv import Conv, upsample_nearest
 from common.nn.norms import GroupNorm
 from worldmodel.image.vae.config import ImageVaeModelConfig
 
@@ -120,11 +120,6 @@ class Encoder(nnx.Module):
         h = self.quant_conv(self.conv_out(jax.nn.silu(self.norm_out(h))))
         mean, logvar = jnp.split(h.astype(jnp.float32), 2, axis=-1)
         return mean, logvar
-
-
-def upsample_nearest(x: jax.Array) -> jax.Array:
-    """``[B, H, W, C] -> [B, 2H, 2W, C]``, every pixel repeated 2x2."""
-    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 class Decoder(nnx.Module):

@@ -52,22 +52,12 @@ def build_program(cfg: ImageVaeConfig) -> Program:
 EXAMPLES = 8  # held-out images in the logged reconstruction grid
 
 
-def image_grid(rows: list[np.ndarray]) -> np.ndarray:
-    """Rows of images ``[N, H, W, C]`` in [-1, 1] -> one uint8 ``[rows * H, N * W, C]``
-    picture (a 1-pixel black rule between images)."""
-    def row(x):
-        x = np.pad(np.asarray(x, np.float32), ((0, 0), (0, 1), (0, 1), (0, 0)),
-                   constant_values=-1.0)
-        return np.concatenate(list(x), axis=1)
-    grid = np.concatenate([row(r) for r in rows], axis=0)
-    return np.clip(np.round((grid + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def make_on_log(cfg: ImageVaeConfig, eval_data):
     """The loop's ``on_log``: the first held-out images over their reconstructions (the
     posterior's mean decoded), logged as ``vae/reconstructions`` (W&B and
     ``run_dir/media``) before training, at the end and every
     ``train.logging.audio_every`` steps."""
+    from common.train.render import image_grid
     from tokenizer.codec.train_logging import first_batch
 
     images = np.asarray(first_batch(eval_data)["image"][:EXAMPLES])
