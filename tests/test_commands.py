@@ -20,7 +20,8 @@ COMMANDS = ("common.data.build_corpus", "common.data.preprocess", "common.train.
             "worldmodel.audio.vocoder.train", "worldmodel.audio.vocoder.evaluate",
             "worldmodel.image.vae.train", "worldmodel.image.vae.evaluate",
             "worldmodel.image.diffusion.train", "worldmodel.image.diffusion.evaluate",
-            "worldmodel.image.recurrent_vae.train", "worldmodel.image.recurrent_vae.evaluate")
+            "worldmodel.image.recurrent_vae.train", "worldmodel.image.recurrent_vae.evaluate",
+            "worldmodel.audio.diffusion.train", "worldmodel.audio.diffusion.evaluate")
 HEAVY = ("jax", "flax", "orbax", "grain", "datasets", "wandb")
 
 

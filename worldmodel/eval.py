@@ -9,7 +9,8 @@ distances, PESQ-WB and STOI of re-synthesised held-out speech), ``image-vae`` (P
 SSIM, KL per channel and latent statistics of held-out reconstructions),
 ``image-diffusion`` (class accuracy and a Frechet distance of generated digits under a
 small digits classifier, per guidance scale; sampling time), ``recurrent-vae`` (PSNR and
-SSIM against refinement steps; early exit's steps saved and quality).
+SSIM against refinement steps; early exit's steps saved and quality), ``audio-diffusion``
+(the mel statistics distance of generated speech to held-out speech).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ MODELS = {
     "image-vae": "worldmodel.image.vae.evaluate",
     "image-diffusion": "worldmodel.image.diffusion.evaluate",
     "recurrent-vae": "worldmodel.image.recurrent_vae.evaluate",
+    "audio-diffusion": "worldmodel.audio.diffusion.evaluate",
 }
 
 

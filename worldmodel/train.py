@@ -7,8 +7,9 @@ SIVE and a speaker-encoder run), ``vocoder`` (Vocos: log-mel frames to waveform;
 ``--gan`` adds the codecs' discriminators), ``image-vae`` (latent diffusion's
 autoencoder layout, KL; ``--gan`` adds a PatchGAN), ``image-diffusion`` (a DiT or UNet
 on an image VAE's latents; reads an image-vae run), ``recurrent-vae`` (a VAE whose
-decoder refines its image with one shared cell, exiting early at inference). Audio
-diffusion and the world model itself are planned (their issues are open). With no
+decoder refines its image with one shared cell, exiting early at inference),
+``audio-diffusion`` (a 1-D DiT on an audio CVAE's latents, speaker-conditioned; reads
+an audio-cvae run). The world model itself is planned (its issue is open). With no
 options a model trains its ``tiny`` preset on the embedded data (the espeak corpus;
 procedural scenes or digits for images).
 """
@@ -27,6 +28,7 @@ MODELS = {
     "image-vae": "worldmodel.image.vae.train",
     "image-diffusion": "worldmodel.image.diffusion.train",
     "recurrent-vae": "worldmodel.image.recurrent_vae.train",
+    "audio-diffusion": "worldmodel.audio.diffusion.train",
 }
 
 

@@ -25,7 +25,7 @@ SCHEDULE = ["--train.optim.total-steps", "4", "--train.optim.warmup-steps", "1",
             "--train.eval-batches", "1", "--train.logging.log-every", "1"]
 DIFFUSION = [*DATA, *SCHEDULE, "--dit.dim", "16", "--dit.depth", "1", "--dit.num-heads", "2",
              "--unet.channels", "8", "--unet.num-heads", "2", "--unet.groups", "4",
-             "--sampling.per-class", "2", "--sampling.steps", "2", "--latent-batches", "2"]
+             "--per-class", "2", "--sampling.steps", "2", "--latent-batches", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_trains_on_vae_latents_checkpoints_and_resumes_exactly(vae_run, tmp_path
 @pytest.mark.slow
 def test_unet_with_diffusion_and_the_evaluation(vae_run, tmp_path):
     out = _train(vae_run, tmp_path, "unet", 2, "--denoiser", "unet", "--objective",
-                 "diffusion", "--sampling.per-class", "8")
+                 "diffusion", "--per-class", "8")
     assert "done at step 2" in out
     result = eval_main(["--run", str(tmp_path / "unet"), "--per-class", "8", "--guidance",
                         "1", "3", "--json", str(tmp_path / "e.json"), "--grid",

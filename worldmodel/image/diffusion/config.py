@@ -20,37 +20,11 @@ from typing import Literal
 from common.data.image_config import ImagePipelineConfig
 from common.train.configs import OptimizerConfig, TrainConfig
 from worldmodel.diffusion.dit_config import DiTConfig
+from worldmodel.diffusion.sampling_config import SamplingConfig
 from worldmodel.diffusion.unet_config import UNetConfig
 from worldmodel.image.vae.config import ImageVaeData, ImageVaeModelConfig
 
 KIND = "worldmodel.image_diffusion"  # what run.json records for these runs
-
-SAMPLERS = ("", "euler", "heun", "ddim")
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingConfig:
-    """How samples are drawn (for logging and evaluation; training does not sample)."""
-
-    sampler: Literal["", "euler", "heun", "ddim"] = ""
-    """"" : the objective's default (flow: euler, diffusion: ddim)."""
-    steps: int = 32
-    guidance: float = 1.0
-    """classifier-free guidance scale (1: the conditional prediction alone, one network
-    call per step; 0: unconditional)."""
-    per_class: int = 30
-    """samples per class scored at every media step (class accuracy and the Frechet
-    distance under the digits classifier); unconditioned runs draw ``10 * per_class``."""
-
-    def __post_init__(self):
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampling.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.steps < 1 or self.per_class < 1:
-            raise ValueError(f"sampling.steps and per_class must be >= 1, got {self.steps}, "
-                             f"{self.per_class}")
-        if self.guidance < 0:
-            raise ValueError(f"sampling.guidance must be >= 0, got {self.guidance}")
-
 
 @dataclasses.dataclass(frozen=True)
 class ImageDiffusionConfig:
@@ -73,18 +47,18 @@ class ImageDiffusionConfig:
     that normalise the latents to about unit variance (latent diffusion's scale factor,
     per channel)."""
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
+    per_class: int = 30
+    """samples per class drawn at every eval step and scored (class accuracy and the
+    Frechet distance under the digits classifier); unconditioned runs draw
+    ``10 * per_class``."""
     data: ImageVaeData = dataclasses.field(default_factory=lambda: DIGITS)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        if self.latent_batches < 1:
-            raise ValueError(f"latent_batches must be >= 1, got {self.latent_batches}")
-        if self.objective == "flow" and self.sampling.sampler == "ddim":
-            raise ValueError("sampling.sampler='ddim' needs objective='diffusion' (flow "
-                             "samplers: euler, heun)")
-        if self.objective == "diffusion" and self.sampling.sampler in ("euler", "heun"):
-            raise ValueError(f"sampling.sampler={self.sampling.sampler!r} needs "
-                             f"objective='flow' (diffusion's sampler: ddim)")
+        if self.latent_batches < 1 or self.per_class < 1:
+            raise ValueError(f"latent_batches and per_class must be >= 1, got "
+                             f"{self.latent_batches}, {self.per_class}")
+        self.sampling.check(self.objective)
 
     @property
     def net(self) -> DiTConfig | UNetConfig:

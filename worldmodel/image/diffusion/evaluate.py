@@ -32,7 +32,7 @@ class Options:
     split: Literal["train", "held-out"] = "train"
     """the real digits the samples are compared with (the other split is the floor)."""
     per_class: int = 0
-    """samples per class (0: the run's ``sampling.per_class``)."""
+    """samples per class (0: the run's ``per_class``)."""
     steps: int = 0
     """sampler steps (0: the run's)."""
     sampler: Literal["", "euler", "heun", "ddim"] = ""
@@ -81,9 +81,9 @@ def evaluate(run: Path, opts: Options) -> dict:
         raise ValueError(f"{run}: image-diffusion's evaluation scores class-conditioned "
                          f"digits; this run learned {cfg.data.train.source!r} images "
                          f"without classes")
-    sampling = dataclasses.replace(
-        cfg.sampling, per_class=opts.per_class or cfg.sampling.per_class,
-        steps=opts.steps or cfg.sampling.steps, sampler=opts.sampler or cfg.sampling.sampler)
+    per_class = opts.per_class or cfg.per_class
+    sampling = dataclasses.replace(cfg.sampling, steps=opts.steps or cfg.sampling.steps,
+                                   sampler=opts.sampler or cfg.sampling.sampler)
     scorer = DigitsScorer(*split_arrays(cfg.data, "train"))
     other = "held-out" if opts.split == "train" else "train"
     other_images, other_labels = split_arrays(cfg.data, other)
@@ -99,7 +99,7 @@ def evaluate(run: Path, opts: Options) -> dict:
     reconstruct = nnx.jit(lambda m, x: m.decode(m.encode(x)))
     recon = np.concatenate([np.asarray(reconstruct(model, other_images[i:i + 256]))
                             for i in range(0, len(other_images), 256)])
-    labels = sample_labels(cfg, sampling.per_class)
+    labels = sample_labels(cfg, per_class)
     key = jax.random.key(opts.seed)
     rows = []
     for g in opts.guidance or (sampling.guidance,):
@@ -114,7 +114,7 @@ def evaluate(run: Path, opts: Options) -> dict:
             opts.grid.write_bytes(encode_png(sample_grid(images, labels)))
     return {"run": str(run), "split": opts.split, "denoiser": cfg.denoiser,
             "objective": cfg.objective, "sampler": sampling.sampler or "default",
-            "steps": sampling.steps, "per_class": sampling.per_class, "samples": rows,
+            "steps": sampling.steps, "per_class": per_class, "samples": rows,
             "classifier_train_accuracy": scorer.train_accuracy,
             "real": {"split": other, "images": len(other_images),
                      **score(other_images, other_labels)},

@@ -26,8 +26,9 @@ from worldmodel.diffusion.conditioning import drop_condition
 from worldmodel.diffusion.dit import DiT
 from worldmodel.diffusion.objectives import make_objective
 from worldmodel.diffusion.samplers import guided, sample
+from worldmodel.diffusion.sampling_config import SamplingConfig
 from worldmodel.diffusion.unet import UNet
-from worldmodel.image.diffusion.config import ImageDiffusionConfig, SamplingConfig
+from worldmodel.image.diffusion.config import ImageDiffusionConfig
 from worldmodel.image.vae.model import ImageVae
 
 FROZEN = r"^vae/"  # parameter paths the optimizer leaves alone
@@ -183,12 +184,12 @@ SAMPLE_SEED = 1234  # the logged samples start from the same noise at every step
 
 def make_on_log(cfg: ImageDiffusionConfig, eval_data):
     """The loop's ``on_log``: at the start, every ``eval_every`` steps and at the end,
-    draw ``sampling.per_class`` samples per class, log them as a grid
+    draw ``per_class`` samples per class, log them as a grid
     (``diffusion/samples``) and, on a labelled set, their class accuracy and Frechet
     distance under the digits classifier (``gen/class_accuracy``, ``gen/frechet``)."""
     del eval_data
     scorer = make_scorer(cfg)
-    labels = sample_labels(cfg, cfg.sampling.per_class)
+    labels = sample_labels(cfg, cfg.per_class)
     key = jax.random.key(SAMPLE_SEED)
 
     def on_log(step, model, metrics, logger):

@@ -1,0 +1,107 @@
+"""``python -m worldmodel.train audio-diffusion``: the real command over a CVAE run that
+stands on the session's SIVE and speaker-encoder runs (CVAE -> diffusion chaining, the
+vocoder run for logged audio), checkpoints and an exact resume, the mel statistics
+distances it logs, and the errors of a run started without its CVAE."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from tests.worldmodel.audio.runs import SHARED_RUNS, run_command, train_losses
+from worldmodel.audio.diffusion.config import tiny
+from worldmodel.audio.diffusion.data import resolve_data
+
+pytestmark = SHARED_RUNS
+
+SCHEDULE = ["--train.optim.warmup-steps", "1", "--train.logging.log-every", "1",
+            "--train.eval-batches", "1", "--train.optim.total-steps", "4",
+            "--train.checkpoint.every", "2", "--train.eval-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def cvae_run(audio_runs, audio_corpus, tmp_path_factory):
+    """A 2-step CVAE over the session's SIVE and speaker runs, and a 2-step vocoder."""
+    root = tmp_path_factory.mktemp("cvae")
+    (sive, _), (spk, _) = audio_runs["sive"], audio_runs["speaker"]
+    data = ["--data.source.kind", "corpus", "--data.source.path", str(audio_corpus),
+            "--batch-size", "4"]
+    run_command(["audio-cvae", "--sive-run", str(sive), "--speaker-run", str(spk), *data,
+                 "--data.max-seconds", "4.0", "--data.bucket-seconds", "4.0", *SCHEDULE,
+                 "--steps", "2", "--train.run-dir", str(root), "--run-name", "cvae"],
+                root / "cache")
+    run_command(["vocoder", *data, "--data.segment-seconds", "0.5", *SCHEDULE, "--steps",
+                 "2", "--train.run-dir", str(root), "--run-name", "vocoder"], root / "cache")
+    return root / "cvae", root / "vocoder"
+
+
+def _train(runs, run_dir, name, steps, *extra):
+    cvae, vocoder = runs
+    return run_command(["audio-diffusion", "--vae-run", str(cvae), "--vocoder-run",
+                        str(vocoder), *SCHEDULE, "--dit.dim", "16", "--dit.depth", "1",
+                        "--dit.num-heads", "2", "--sampling.steps", "2", "--latent-batches",
+                        "2", "--sample-batches", "1", "--steps", str(steps),
+                        "--train.run-dir", str(run_dir), "--run-name", name, *extra],
+                       run_dir / "cache")
+
+
+@pytest.mark.slow  # a CVAE run, a vocoder run and three diffusion runs of the command
+def test_trains_on_cvae_latents_checkpoints_and_resumes_exactly(cvae_run, tmp_path):
+    out = _train(cvae_run, tmp_path, "full", 4)
+    assert "done at step 4" in out and "eval/loss" in out
+    rows = [json.loads(line) for line in open(tmp_path / "full" / "metrics.jsonl")]
+    scored = {r["step"]: r for r in rows if "gen/mel_frechet" in r}
+    assert sorted(scored) == [0, 2, 4]
+    for r in scored.values():
+        assert all(np.isfinite(r[k]) and r[k] >= 0 for k in
+                   ("gen/mel_frechet", "gen/recon_mel_frechet", "gen/prior_mel_frechet"))
+    media = tmp_path / "full" / "media"
+    assert sorted(p.parent.name for p in media.rglob("diffusion_generated_mel.png")) == [
+        "step_0000000", "step_0000002", "step_0000004"]
+    assert len(list(media.rglob("diffusion_generated.wav"))) == 3  # through the vocoder
+    # chaining: the run's config holds the CVAE's, the denoiser sized from it
+    cfg = json.load(open(tmp_path / "full" / "config.json"))
+    cvae_cfg = json.load(open(cvae_run[0] / "config.json"))
+    assert cfg["vae_run"] == str(cvae_run[0]) and cfg["cvae"]["model"] == cvae_cfg["model"]
+    assert cfg["dit"]["in_channels"] == cvae_cfg["model"]["latent_dim"]
+    assert cfg["dit"]["cond_dim"] == cvae_cfg["model"]["speaker_dim"]
+    # the frozen CVAE's weights are the CVAE run's
+    from common.config import config_from_dict
+    from common.train.checkpoint import load_model
+    from worldmodel.audio.cvae.config import CvaeConfig
+    from worldmodel.audio.cvae.training import CvaeTrainee
+    from worldmodel.audio.diffusion.config import AudioDiffusionConfig
+    from worldmodel.audio.diffusion.training import AudioDiffusionTrainee
+
+    model, _ = load_model(tmp_path / "full", lambda d: AudioDiffusionTrainee(
+        config_from_dict(AudioDiffusionConfig, d), rngs=nnx.Rngs(0)))
+    cvae, _ = load_model(cvae_run[0], lambda d: CvaeTrainee(config_from_dict(CvaeConfig, d),
+                                                            rngs=nnx.Rngs(0)))
+    for (path, a), (_, b) in zip(nnx.to_flat_state(nnx.state(model.cvae, nnx.Param)),
+                                 nnx.to_flat_state(nnx.state(cvae, nnx.Param)), strict=True):
+        np.testing.assert_array_equal(a[...], b[...], err_msg=str(path))
+    from worldmodel.audio.diffusion.evaluate import format_table
+    from worldmodel.audio.diffusion.evaluate import main as eval_main
+
+    result = eval_main(["--run", str(tmp_path / "full"), "--batches", "1", "--guidance", "2",
+                        "--json", str(tmp_path / "e.json")])
+    assert json.loads((tmp_path / "e.json").read_text()) == result
+    assert result["utterances"] >= 1 and result["guidance"] == 2.0
+    assert all(np.isfinite(result[k]) for k in ("mel_frechet", "recon_mel_frechet",
+                                                 "prior_mel_frechet"))
+    assert "prior samples decoded" in format_table(result)
+    _train(cvae_run, tmp_path, "part", 2)
+    _train(cvae_run, tmp_path, "part", 4, "--resume")
+    full, part = train_losses(tmp_path / "full"), train_losses(tmp_path / "part")
+    for step in (3, 4):  # same data position, RNG and weights
+        assert part[step] == full[step], (step, part[step], full[step])
+
+
+def test_a_run_without_its_cvae_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="audio-cvae"):
+        resolve_data(tiny())
+    with pytest.raises(FileNotFoundError, match=r"--vae-run .*not a run directory"):
+        resolve_data(dataclasses.replace(tiny(), vae_run=str(tmp_path / "nope")))
