@@ -92,9 +92,20 @@ def test_unet_with_diffusion_and_the_evaluation(vae_run, tmp_path):
     assert [s["guidance"] for s in result["samples"]] == [1.0, 3.0]
     for row in [*result["samples"], result["real"], result["reconstructed"]]:
         assert 0 <= row["class_accuracy"] <= 1 and np.isfinite(row["frechet"])
+        assert 0 < row["nearest_train"] < 2
     assert result["real"]["split"] == "held-out" and result["real"]["images"] == 16
     assert Image.open(tmp_path / "g.png").size == (8 * 17, 10 * 17)  # 8 per class, 16 px
     assert "guidance 3" in format_table(result)
+
+
+def test_nearest_distance():
+    from worldmodel.image.diffusion.evaluate import nearest_distance
+
+    train = np.random.default_rng(0).normal(size=(50, 64))
+    assert nearest_distance(train[:5], train) == pytest.approx(0.0, abs=1e-6)
+    shifted = train[:5] + 0.5
+    want = np.mean([np.sqrt(np.min(np.sum((s - train) ** 2, 1)) / 64) for s in shifted])
+    assert nearest_distance(shifted, train) == pytest.approx(want, rel=1e-9)
 
 
 def test_a_run_without_its_vae_is_a_clear_error(tmp_path, monkeypatch):

@@ -10,7 +10,10 @@ drawn for, and the Frechet distance between its features on the samples and on t
 real digits of ``--split``. That distance is this codebase's own, not comparable with
 FID on Inception features. Two rows bound it from below: the real digits of the other
 split, and their reconstructions through the run's VAE (what the latent space allows).
-Also the sampling time per image (after compilation). Without ``--run``: the newest
+Also the sampling time per image (after compilation), and a memorisation check: the
+mean RMS distance (8x8 grey, range 2) from each image to its nearest training digit,
+for the samples and for the real digits of the other split (a model that copies its
+training digits scores near 0, below the real digits). Without ``--run``: the newest
 image diffusion run under ``runs/``.
 """
 
@@ -74,7 +77,7 @@ def evaluate(run: Path, opts: Options) -> dict:
         sample_grid,
         sample_labels,
     )
-    from worldmodel.image.digits_classifier import DigitsScorer, classify
+    from worldmodel.image.digits_classifier import DigitsScorer, classify, to_grid
 
     model, cfg = load_diffusion(run)
     if not cfg.net.num_classes or cfg.data.train.source != "digits":
@@ -84,7 +87,9 @@ def evaluate(run: Path, opts: Options) -> dict:
     per_class = opts.per_class or cfg.per_class
     sampling = dataclasses.replace(cfg.sampling, steps=opts.steps or cfg.sampling.steps,
                                    sampler=opts.sampler or cfg.sampling.sampler)
-    scorer = DigitsScorer(*split_arrays(cfg.data, "train"))
+    train_images, train_labels = split_arrays(cfg.data, "train")
+    scorer = DigitsScorer(train_images, train_labels)
+    train_grid = np.asarray(to_grid(train_images), np.float64)
     other = "held-out" if opts.split == "train" else "train"
     other_images, other_labels = split_arrays(cfg.data, other)
     reference = (scorer.reference if opts.split == "train" else
@@ -94,7 +99,9 @@ def evaluate(run: Path, opts: Options) -> dict:
     def score(images, labels) -> dict:
         feats, pred = classify(scorer.classifier, images)
         return {"class_accuracy": float(np.mean(pred == labels)),
-                "frechet": frechet_distance(*gaussian_stats(feats), *reference)}
+                "frechet": frechet_distance(*gaussian_stats(feats), *reference),
+                "nearest_train": nearest_distance(np.asarray(to_grid(images), np.float64),
+                                                  train_grid)}
 
     reconstruct = nnx.jit(lambda m, x: m.decode(m.encode(x)))
     recon = np.concatenate([np.asarray(reconstruct(model, other_images[i:i + 256]))
@@ -121,6 +128,15 @@ def evaluate(run: Path, opts: Options) -> dict:
             "reconstructed": {"split": other, **score(recon, other_labels)}}
 
 
+def nearest_distance(x, train) -> float:
+    """The mean over rows of ``x [N, D]`` of the RMS distance to the nearest row of
+    ``train [M, D]``: a copy of a training digit scores 0."""
+    import numpy as np
+
+    d2 = (np.sum(x * x, 1)[:, None] - 2 * x @ train.T + np.sum(train * train, 1)[None])
+    return float(np.mean(np.sqrt(np.maximum(d2.min(1), 0.0) / x.shape[1])))
+
+
 def format_table(r: dict) -> str:
     rows = [("denoiser, objective", f"{r['denoiser']}, {r['objective']}"),
             ("sampler (steps), samples per class",
@@ -128,12 +144,15 @@ def format_table(r: dict) -> str:
     for s in r["samples"]:
         rows.append((f"samples, guidance {s['guidance']:g}",
                      f"accuracy {s['class_accuracy']:.3f}, Frechet {s['frechet']:.2f}, "
+                     f"nearest train {s['nearest_train']:.3f}, "
                      f"{1e3 * s['seconds_per_image']:.2f} ms/image"))
     real, rec = r["real"], r["reconstructed"]
     rows.append((f"real {real['split']} digits ({real['images']})",
-                 f"accuracy {real['class_accuracy']:.3f}, Frechet {real['frechet']:.2f}"))
+                 f"accuracy {real['class_accuracy']:.3f}, Frechet {real['frechet']:.2f}, "
+                 f"nearest train {real['nearest_train']:.3f}"))
     rows.append(("their VAE reconstructions",
-                 f"accuracy {rec['class_accuracy']:.3f}, Frechet {rec['frechet']:.2f}"))
+                 f"accuracy {rec['class_accuracy']:.3f}, Frechet {rec['frechet']:.2f}, "
+                 f"nearest train {rec['nearest_train']:.3f}"))
     rows.append(("classifier accuracy on the training digits",
                  f"{r['classifier_train_accuracy']:.3f}"))
     return markdown_rows(rows)
