@@ -19,7 +19,6 @@ reconstructions (posterior means) and decodes of the prior's samples N(0, I).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import jax
@@ -27,18 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from common.train.loop import resolve_optim
-from common.train.optim import make_optimizer
-from common.train.program import Program, supervised_program
+from common.train.program import Program
 from worldmodel.audio.cvae.training import CvaeTrainee
 from worldmodel.audio.diffusion.config import AudioDiffusionConfig
 from worldmodel.diffusion.conditioning import drop_condition
 from worldmodel.diffusion.dit import DiT
 from worldmodel.diffusion.frechet import feature_frechet
+from worldmodel.diffusion.latent_program import frozen_upstream_program
 from worldmodel.diffusion.objectives import make_objective
 from worldmodel.diffusion.samplers import guided, sample
-
-FROZEN = r"^cvae/"  # parameter paths the optimizer leaves alone
 
 
 class AudioDiffusionTrainee(nnx.Module):
@@ -130,22 +126,10 @@ def build_program(cfg: AudioDiffusionConfig, cvae: nnx.State | None = None) -> P
     ``cfg.vae_run``) holds the frozen CVAE's state."""
     if not cfg.vae_run:
         raise ValueError("build_program needs the CVAE run: resolve_data(cfg) first")
-    cvae = load_cvae_state(cfg) if cvae is None else cvae
-    probe = AudioDiffusionTrainee(cfg, rngs=nnx.Rngs(0))
-    nnx.update(probe.cvae, cvae)
-    mean, std = latent_stats(cfg, probe)
-
-    def build(rngs: nnx.Rngs) -> AudioDiffusionTrainee:
-        model = AudioDiffusionTrainee(cfg, rngs=rngs)
-        nnx.update(model.cvae, cvae)
-        model.latent_mean[...] = jnp.asarray(mean)
-        model.latent_std[...] = jnp.asarray(std)
-        return model
-
-    optim = resolve_optim(cfg.train)
-    tx = make_optimizer(dataclasses.replace(optim, freeze=(*optim.freeze, FROZEN)))
-    return supervised_program(build, make_loss(cfg), tx, seed=cfg.train.seed,
-                              grad_accum=cfg.train.grad_accum)
+    return frozen_upstream_program(
+        lambda rngs: AudioDiffusionTrainee(cfg, rngs=rngs), "cvae",
+        load_cvae_state(cfg) if cvae is None else cvae, lambda m: latent_stats(cfg, m),
+        make_loss(cfg), cfg.train)
 
 
 @nnx.jit(static_argnames=("cfg",))

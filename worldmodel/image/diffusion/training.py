@@ -2,8 +2,9 @@
 over the denoiser alone, and the samples it draws while it trains.
 
 The VAE is loaded from its run into the trained module and frozen (the optimizer leaves
-``vae/`` out and its latents are cut from the gradient); it is checkpointed with the
-denoiser, so the diffusion run alone rebuilds everything sampling needs. Latents are
+``vae/`` out and its latents are cut from the gradient; ``worldmodel.diffusion.
+latent_program``); it is checkpointed with the denoiser, so the diffusion run alone
+rebuilds everything sampling needs. Latents are
 normalised per channel, ``(z - mean) / std``, with statistics of the VAE's posterior
 means over the first ``latent_batches`` training batches (latent diffusion's scale
 factor, per channel), stored in the module.
@@ -11,7 +12,6 @@ factor, per channel), stored in the module.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import jax
@@ -19,19 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from common.train.loop import resolve_optim
-from common.train.optim import make_optimizer
-from common.train.program import Program, supervised_program
+from common.train.program import Program
 from worldmodel.diffusion.conditioning import drop_condition
 from worldmodel.diffusion.dit import DiT
+from worldmodel.diffusion.latent_program import frozen_upstream_program
 from worldmodel.diffusion.objectives import make_objective
 from worldmodel.diffusion.samplers import guided, sample
 from worldmodel.diffusion.sampling_config import SamplingConfig
 from worldmodel.diffusion.unet import UNet
 from worldmodel.image.diffusion.config import ImageDiffusionConfig
 from worldmodel.image.vae.model import ImageVae
-
-FROZEN = r"^vae/"  # parameter paths the optimizer leaves alone
 
 
 class ImageDiffusionTrainee(nnx.Module):
@@ -113,22 +110,10 @@ def build_program(cfg: ImageDiffusionConfig, vae: nnx.State | None = None) -> Pr
     ``cfg.vae_run``) holds the frozen autoencoder's weights."""
     if not cfg.vae_run:
         raise ValueError("build_program needs the VAE run: resolve_data(cfg) first")
-    vae = load_vae_state(cfg) if vae is None else vae
-    probe = ImageVae(cfg.vae, rngs=nnx.Rngs(0))
-    nnx.update(probe, vae)
-    mean, std = latent_stats(cfg, probe)
-
-    def build(rngs: nnx.Rngs) -> ImageDiffusionTrainee:
-        model = ImageDiffusionTrainee(cfg, rngs=rngs)
-        nnx.update(model.vae, vae)
-        model.latent_mean[...] = jnp.asarray(mean)
-        model.latent_std[...] = jnp.asarray(std)
-        return model
-
-    optim = resolve_optim(cfg.train)
-    tx = make_optimizer(dataclasses.replace(optim, freeze=(*optim.freeze, FROZEN)))
-    return supervised_program(build, make_loss(cfg), tx, seed=cfg.train.seed,
-                              grad_accum=cfg.train.grad_accum)
+    return frozen_upstream_program(
+        lambda rngs: ImageDiffusionTrainee(cfg, rngs=rngs), "vae",
+        load_vae_state(cfg) if vae is None else vae, lambda m: latent_stats(cfg, m.vae),
+        make_loss(cfg), cfg.train)
 
 
 def generate(model: ImageDiffusionTrainee, cfg: ImageDiffusionConfig, labels, key: jax.Array,
