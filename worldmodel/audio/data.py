@@ -27,6 +27,35 @@ def resolve_source(source: SourceConfig, sample_rate: int) -> SourceConfig:
     return source
 
 
+def precomputed_shards(path, made_by: dict[str, tuple[str, str]], sample_rate: int,
+                       user: str):
+    """The shards under ``path`` (a ``ShardSource``), checked to hold each extractor of
+    ``made_by`` (``name -> (run directory, the flag that names it)``) made from that
+    run, at ``sample_rate``; ``user`` names who reads them in errors ("this CVAE")."""
+    from pathlib import Path
+
+    from common.data.records import DataError
+    from common.data.shards import ShardSource
+
+    source = ShardSource(Path(path))
+    made = {e["name"]: e for e in source.index.get("extractors", [])}
+    for name, (ours, flag) in made_by.items():
+        if name not in made:
+            raise DataError(
+                f"{path}: no {name!r} in its shards (made with {sorted(made)}); write them "
+                f"with `python -m common.data.preprocess --extractors "
+                f"worldmodel.audio.extractors:{name} ...`")
+        theirs = made[name].get("info", {}).get("run", "")
+        if not theirs or Path(theirs).resolve() != Path(ours).resolve():
+            raise DataError(f"{path}: its {name} come from the run {theirs or '(unknown)'}, "
+                            f"but {user}'s {flag} is {ours}")
+    rate = source.index.get("sample_rate")
+    if rate != sample_rate:
+        raise DataError(f"{path}: shards of {rate} Hz audio, but {user} reads "
+                        f"{sample_rate} Hz")
+    return source
+
+
 def split_records(source: SourceConfig, split: str) -> list[dict]:
     data = open_source(source, split)
     return [data[i] for i in range(len(data))]

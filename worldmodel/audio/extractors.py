@@ -1,6 +1,6 @@
-"""Preprocessing extractors from trained runs: SIVE's content features and the speaker
-encoder's embedding per utterance, for ``python -m common.data.preprocess``
-(``common.data.features``' plug-ins, named by module path)::
+"""Preprocessing extractors from trained runs: SIVE's content features, the speaker
+encoder's embedding and the audio CVAE's latents per utterance, for ``python -m
+common.data.preprocess`` (``common.data.features``' plug-ins, named by module path)::
 
     python -m common.data.preprocess ... \\
         --extractors logmel f0 worldmodel.audio.extractors:sive_features \\
@@ -18,6 +18,9 @@ other extractors.
                      for ``T = 1 + N // hop`` mel frames of the 4-hop-padded audio
   speaker_embedding  ``speaker_embedding`` float32 ``[embed_dim]`` (unnormalised, as the
                      encoder gives it)
+  cvae_latents       ``cvae_latents`` float32 ``[T4, 2 Z]``: an audio CVAE run's posterior
+                     mean and log-variance per latent frame (``T4`` as SIVE's), what
+                     audio diffusion learns
 """
 
 from __future__ import annotations
@@ -156,6 +159,55 @@ class SpeakerEmbedding(_RunExtractor):
 
     def __call__(self, rec: Mapping[str, Any]) -> dict[str, Any]:
         return {"speaker_embedding": np.asarray(self._encode(rec)[0], np.float32)}
+
+
+class CvaeLatents(_RunExtractor):
+    """The audio CVAE's posterior per latent frame, for latent diffusion
+    (``worldmodel.train audio-diffusion --precomputed``): the CVAE run's frozen SIVE and
+    speaker encoders give the content and speaker its encoder does not read, so only the
+    mel enters; stored as ``cvae_latents [T4, 2 Z]``, the mean then the log-variance."""
+
+    name = "cvae_latents"
+    kind = "worldmodel.cvae"
+    model = "audio-cvae"
+
+    def _load(self, run):
+        import jax
+        from flax import nnx
+
+        from common.config import config_from_dict
+        from common.speech.features import log_mel_frames
+        from common.train.checkpoint import load_model
+        from worldmodel.audio.cvae.config import CvaeConfig
+        from worldmodel.audio.cvae.training import CvaeTrainee
+
+        model, d = load_model(run, lambda d: CvaeTrainee(config_from_dict(CvaeConfig, d),
+                                                         rngs=nnx.Rngs(0)))
+        cfg = config_from_dict(CvaeConfig, d)
+        self.dim = 2 * cfg.model.latent_dim
+        cvae = model.cvae
+        cvae.eval()
+        graphdef, state = nnx.split(cvae)
+
+        @jax.jit
+        def apply(audio, lengths):
+            mel, valid = log_mel_frames(cfg.features, audio, lengths)
+            mean, logvar, v4 = nnx.merge(graphdef, state).encode(mel, valid)
+            return jax.numpy.concatenate([mean, logvar], axis=-1), v4
+
+        return cfg.features, cfg.data.loudness_dbfs, apply
+
+    def spec(self) -> Spec:
+        return {"cvae_latents": ((None, self.dim), "float32")}
+
+    def __call__(self, rec: Mapping[str, Any]) -> dict[str, Any]:
+        latents, valid = self._encode(rec)
+        return {"cvae_latents": np.asarray(latents[0])[np.asarray(valid[0])]}
+
+
+def cvae_latents(run: str = "", pad_seconds: float = 1.0) -> CvaeLatents:
+    """The audio CVAE's posterior (mean, log-variance) of a run (see ``CvaeLatents``)."""
+    return CvaeLatents(run, pad_seconds)
 
 
 def sive_features(run: str = "", pad_seconds: float = 1.0) -> SiveFeatures:

@@ -22,12 +22,11 @@ from pathlib import Path
 from common.config import config_from_dict
 from common.data.extractors import F0
 from common.data.pipeline import PipelineConfig, iterate_eval, make_pipeline
-from common.data.records import DataError
 from common.data.shards import ShardSource
 from common.data.source_base import RecordSource
 from common.train.runs import pick_run
 from worldmodel.audio.cvae.config import CvaeConfig
-from worldmodel.audio.data import resolve_source, split_records
+from worldmodel.audio.data import precomputed_shards, resolve_source, split_records
 from worldmodel.audio.sive.config import KIND as SIVE_KIND
 from worldmodel.audio.sive.config import SiveConfig
 from worldmodel.audio.speaker.config import KIND as SPEAKER_KIND
@@ -93,24 +92,9 @@ def pipeline_config(cfg: CvaeConfig) -> PipelineConfig:
 def precomputed_source(cfg: CvaeConfig, split: str) -> ShardSource:
     """The shards of ``split`` under ``cfg.data.precomputed``, checked to hold the
     features of the config's SIVE and speaker-encoder runs at its sample rate."""
-    path = Path(cfg.data.precomputed) / split
-    source = ShardSource(path)
-    made = {e["name"]: e for e in source.index.get("extractors", [])}
-    for name, (field, flag) in PRECOMPUTED.items():
-        if name not in made:
-            raise DataError(
-                f"{path}: no {name!r} in its shards (made with {sorted(made)}); write them "
-                f"with `python -m common.data.preprocess --extractors "
-                f"worldmodel.audio.extractors:{name} ...`")
-        theirs, ours = made[name].get("info", {}).get("run", ""), getattr(cfg, field)
-        if not theirs or Path(theirs).resolve() != Path(ours).resolve():
-            raise DataError(f"{path}: its {name} come from the run {theirs or '(unknown)'}, "
-                            f"but this CVAE's {flag} is {ours}")
-    rate = source.index.get("sample_rate")
-    if rate != cfg.features.sample_rate:
-        raise DataError(f"{path}: shards of {rate} Hz audio, but the CVAE reads "
-                        f"{cfg.features.sample_rate} Hz")
-    return source
+    made_by = {name: (getattr(cfg, field), flag) for name, (field, flag) in PRECOMPUTED.items()}
+    return precomputed_shards(Path(cfg.data.precomputed) / split, made_by,
+                              cfg.features.sample_rate, "this CVAE")
 
 
 def make_data(cfg: CvaeConfig) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:

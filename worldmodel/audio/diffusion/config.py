@@ -45,6 +45,14 @@ class AudioDiffusionConfig:
     """training batches whose latents give the per-channel normalisation."""
     batch_size: int = 0
     """utterances per step (0: the CVAE run's)."""
+    precomputed: str = ""
+    """a directory of preprocessed shards, one subdirectory per split (the CVAE's train
+    and eval splits), holding ``cvae_latents`` of this ``vae_run`` and
+    ``speaker_embedding`` of its speaker-encoder run (``python -m
+    common.data.preprocess --extractors worldmodel.audio.extractors:cvae_latents
+    worldmodel.audio.extractors:speaker_embedding ...``): training reads the latents and
+    the speaker from them instead of running the CVAE's encoders on every batch. Empty:
+    compute them on the fly."""
     sampling: SamplingConfig = dataclasses.field(default_factory=SamplingConfig)
     sample_batches: int = 2
     """held-out batches generated at every eval step for the mel statistics distance."""

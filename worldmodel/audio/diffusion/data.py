@@ -58,7 +58,31 @@ def resolve_data(cfg: AudioDiffusionConfig) -> AudioDiffusionConfig:
 
 def make_data(cfg: AudioDiffusionConfig
               ) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
-    """``(train iterator, eval iterator factory)``: the CVAE run's splits."""
+    """``(train iterator, eval iterator factory)``: the CVAE run's splits, or with
+    ``precomputed`` their shards, whose batches add ``cvae_latents [B, T4, 2 Z]`` and
+    ``speaker_embedding [B, S]``."""
     from worldmodel.audio.cvae.data import make_data as cvae_data
 
-    return cvae_data(cfg.cvae)
+    if not cfg.precomputed:
+        return cvae_data(cfg.cvae)
+    from common.data.pipeline import iterate_eval, make_pipeline
+    from worldmodel.audio.cvae.data import SUBSAMPLING, pipeline_config
+    from worldmodel.audio.data import precomputed_shards
+
+    cvae = cfg.cvae
+    pcfg = dataclasses.replace(
+        pipeline_config(dataclasses.replace(cvae, data=dataclasses.replace(
+            cvae.data, precomputed=""))),
+        long_utterances="skip", precomputed=("speaker_embedding",),
+        precomputed_frames=("cvae_latents",),
+        precomputed_hop=SUBSAMPLING * cvae.features.hop_length)
+    made_by = {"cvae_latents": (cfg.vae_run, "--vae-run"),
+               "speaker_embedding": (cvae.speaker_run, "CVAE's --speaker-run")}
+
+    def shards(split):
+        return precomputed_shards(Path(cfg.precomputed) / split, made_by,
+                                  cvae.features.sample_rate, "this audio diffusion")
+
+    train, held = shards(cvae.data.train_split), shards(cvae.data.eval_split)
+    return (make_pipeline(train, pcfg),
+            lambda: iterate_eval(held, dataclasses.replace(pcfg, worker_count=0)))

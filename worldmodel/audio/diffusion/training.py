@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from common.speech.features import log_mel_frames
 from common.train.program import Program
+from worldmodel.audio.cvae.model import latent_valid
 from worldmodel.audio.cvae.training import CvaeTrainee
 from worldmodel.audio.diffusion.config import AudioDiffusionConfig
 from worldmodel.diffusion.conditioning import drop_condition
@@ -61,6 +63,20 @@ class AudioDiffusionTrainee(nnx.Module):
                    logvar=logvar, latent_valid=v4)
         return jax.tree.map(jax.lax.stop_gradient, out)
 
+    def latents(self, batch) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """``(mean, logvar [B, T4, Z], latent_valid [B, T4], speaker [B, S])``: from the
+        batch's ``cvae_latents`` and ``speaker_embedding`` where precomputed (only the
+        frame mask is computed), else through the frozen CVAE (``inputs``)."""
+        if "cvae_latents" not in batch:
+            inp = self.inputs(batch)
+            return inp["mean"], inp["logvar"], inp["latent_valid"], inp["speaker"]
+        _, valid = log_mel_frames(self.cfg.cvae.features, batch["audio"],
+                                  batch["audio_lengths"])
+        mean, logvar = jnp.split(jnp.asarray(batch["cvae_latents"], jnp.float32), 2, -1)
+        emb = jnp.asarray(batch["speaker_embedding"], jnp.float32)
+        emb = emb / jnp.maximum(jnp.linalg.norm(emb, axis=-1, keepdims=True), 1e-6)
+        return mean, logvar, latent_valid(valid), emb
+
     def normalise(self, z: jax.Array, valid: jax.Array) -> jax.Array:
         x = (z - self.latent_mean[...]) / self.latent_std[...]
         return jnp.where(valid[..., None], x, 0.0)
@@ -79,15 +95,13 @@ def make_loss(cfg: AudioDiffusionConfig):
 
     def loss_fn(model: AudioDiffusionTrainee, batch, key):
         k_z, k_t, k_n, k_d = jax.random.split(key, 4)
-        inp = model.inputs(batch)
-        v4 = inp["latent_valid"]
-        z = inp["mean"]
+        z, logvar, v4, speaker = model.latents(batch)
         if cfg.posterior_sample:
-            z = z + jnp.exp(0.5 * inp["logvar"]) * jax.random.normal(k_z, z.shape)
+            z = z + jnp.exp(0.5 * logvar) * jax.random.normal(k_z, z.shape)
         x0 = model.normalise(z, v4)
         t = objective.sample_time(k_t, x0.shape[0])
         noise = jax.random.normal(k_n, x0.shape, jnp.float32)
-        cond = drop_condition({"vector": inp["speaker"]}, k_d, cfg.dit.cond_dropout)
+        cond = drop_condition({"vector": speaker}, k_d, cfg.dit.cond_dropout)
         pred = model.denoiser(objective.corrupt(x0, noise, t), t, cond, valid=v4)
         return objective.loss(pred, x0, noise, t, v4[..., None])
 
@@ -100,7 +114,7 @@ def latent_stats(cfg: AudioDiffusionConfig, model: AudioDiffusionTrainee
     of the first ``latent_batches`` training batches (a fresh pipeline)."""
     from worldmodel.audio.diffusion.data import make_data
 
-    means = nnx.jit(lambda m, b: (lambda i: (i["mean"], i["latent_valid"]))(m.inputs(b)))
+    means = nnx.jit(lambda m, b: (lambda mean, _, valid, __: (mean, valid))(*m.latents(b)))
     train, _ = make_data(cfg)
     zs = []
     try:
