@@ -107,18 +107,25 @@ def test_a_run_without_its_cvae_is_a_clear_error(tmp_path, monkeypatch):
         resolve_data(dataclasses.replace(tiny(), vae_run=str(tmp_path / "nope")))
 
 
-@pytest.mark.slow  # preprocesses two splits, then one run of the command
+@pytest.mark.slow  # preprocesses a split through two runs' encoders
 def test_trains_from_precomputed_latents(cvae_run, audio_runs, audio_corpus, tmp_path):
     """``--precomputed``: the CVAE's latents and the speaker embedding read from shards
-    equal what the frozen CVAE computes on every batch row, the command trains on them,
-    and shards of another CVAE are refused by name."""
+    equal what the frozen CVAE computes on every batch row, so the training loss on them
+    is the on-the-fly one; shards of another CVAE are refused by name. (In-process: the
+    command's own path through ``make_data`` is the one exercised here.)"""
+    import jax
+
     from common.data.features import build_extractors
     from common.data.preprocessing import preprocess
     from common.data.records import DataError
     from common.data.sources import SourceConfig
     from worldmodel.audio.data import split_records
     from worldmodel.audio.diffusion.data import make_data
-    from worldmodel.audio.diffusion.training import AudioDiffusionTrainee, load_cvae_state
+    from worldmodel.audio.diffusion.training import (
+        AudioDiffusionTrainee,
+        load_cvae_state,
+        make_loss,
+    )
 
     cvae, _ = cvae_run
     spk = audio_runs["speaker"][0]
@@ -126,16 +133,19 @@ def test_trains_from_precomputed_latents(cvae_run, audio_runs, audio_corpus, tmp
     setups = build_extractors([f"{mod}:cvae_latents", f"{mod}:speaker_embedding"],
                               [f"cvae_latents.run={cvae}", f"speaker_embedding.run={spk}"])
     source = SourceConfig(kind="corpus", path=str(audio_corpus))
-    for split in ("train", "validation"):
-        result = preprocess(split_records(source, split), tmp_path / "pre" / split, setups,
-                            sample_rate=16000, shard_size=8)
+    held = split_records(source, "validation")
+    pre = tmp_path / "pre"
+    for split in ("train", "validation"):  # the train split: its first 8 utterances
+        records = held if split == "validation" else split_records(source, split)[:8]
+        result = preprocess(records, pre / split, setups, sample_rate=16000, shard_size=8)
         assert result.index is not None and not result.skipped, result.summary()
     assert setups[0].extractor.dim == 2 * 8  # mean and log-variance of the tiny CVAE
 
     cfg = resolve_data(dataclasses.replace(tiny(), vae_run=str(cvae)))
-    pre_cfg = dataclasses.replace(cfg, precomputed=str(tmp_path / "pre"))
+    pre_cfg = dataclasses.replace(cfg, precomputed=str(pre))
     model = AudioDiffusionTrainee(cfg, rngs=nnx.Rngs(0))
     nnx.update(model.cvae, load_cvae_state(cfg))
+    loss_fn = nnx.jit(make_loss(cfg))
     rows = 0
     for b in make_data(pre_cfg)[1]():
         keep = b["example_valid"]
@@ -150,12 +160,14 @@ def test_trains_from_precomputed_latents(cvae_run, audio_runs, audio_corpus, tmp
                                        rtol=1e-4, atol=2e-5)
         np.testing.assert_allclose(np.asarray(speaker)[keep], np.asarray(speaker_f)[keep],
                                    rtol=1e-4, atol=2e-5)
+        if keep.all():  # a full batch: the training loss is the same either way
+            key = jax.random.key(3)
+            assert float(loss_fn(model, b, key)[0]) == pytest.approx(
+                float(loss_fn(model, fly, key)[0]), rel=1e-4)
     # whole utterances only: those longer than the CVAE run's max_seconds are skipped
-    held = split_records(source, "validation")
     assert rows == sum(r["duration"] <= cfg.cvae.data.max_seconds for r in held) > 0
-
-    out = _train(cvae_run, tmp_path, "pre", 2, "--precomputed", str(tmp_path / "pre"))
-    assert "done at step 2" in out
+    train = next(iter(make_data(pre_cfg)[0]))
+    assert train["cvae_latents"].shape[-1] == 16 and "speaker_embedding" in train
     other = dataclasses.replace(pre_cfg, vae_run=str(spk))
     with pytest.raises(DataError, match=r"its cvae_latents come from the run .*cvae, but "
                                         r"this audio diffusion's --vae-run is .*speaker"):
