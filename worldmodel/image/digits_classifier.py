@@ -26,6 +26,7 @@ from flax import nnx
 
 from common.nn import axes as ax
 from common.nn.linear import Linear
+from worldmodel.diffusion.frechet import frechet_distance, gaussian_stats
 
 GRID = 8  # the digits' own resolution: what the classifier looks at
 
@@ -135,8 +136,6 @@ class DigitsScorer:
     Frechet distance's reference)."""
 
     def __init__(self, images, labels, cfg: DigitsClassifierConfig = DigitsClassifierConfig()):
-        from worldmodel.diffusion.frechet import gaussian_stats
-
         self.classifier = train_classifier(images, labels, cfg)
         feats, pred = classify(self.classifier, images)
         self.train_accuracy = float(np.mean(pred == np.asarray(labels)))
@@ -145,8 +144,6 @@ class DigitsScorer:
     def score(self, images, labels) -> dict[str, float]:
         """``{"class_accuracy", "frechet"}`` of ``images [N, S, S, C]`` meant to show
         ``labels [N]``."""
-        from worldmodel.diffusion.frechet import frechet_distance, gaussian_stats
-
         feats, pred = classify(self.classifier, images)
         return {"class_accuracy": float(np.mean(pred == np.asarray(labels))),
                 "frechet": frechet_distance(*gaussian_stats(feats), *self.reference)}

@@ -29,4 +29,6 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
     return train_command(argv, config_cls=AudioDiffusionConfig, presets=PRESETS, doc=__doc__,
                          kind=KIND, data_module="worldmodel.audio.diffusion.data",
                          training_module="worldmodel.audio.diffusion.training",
-                         summary_keys=SUMMARY_KEYS, aliases={"--batch-size": "--batch-size"})
+                         summary_keys=SUMMARY_KEYS,
+                         # its own field (0: the CVAE run's), not the shared --data.batch-size
+                         aliases={"--batch-size": "--batch-size"})

@@ -23,7 +23,7 @@ from common.train.runs import pick_run
 from worldmodel.image.diffusion.config import ImageDiffusionConfig
 from worldmodel.image.vae.config import KIND as VAE_KIND
 from worldmodel.image.vae.config import ImageVaeConfig, ImageVaeData, ImageVaeModelConfig
-from worldmodel.image.vae.data import make_image_data, split_sources
+from worldmodel.image.vae.data import make_image_data, one_pass, split_sources
 
 COMMAND = "worldmodel.train image-diffusion"
 LABELLED = {"digits": 10}  # sources with class labels -> their class count
@@ -78,9 +78,7 @@ def split_arrays(data: ImageVaeData, split: str) -> tuple[np.ndarray, np.ndarray
         raise ValueError(f"split must be 'train' or 'held-out', got {split!r}")
     train_src, held_src = split_sources(data)
     source = train_src if split == "train" else held_src
-    pcfg = dataclasses.replace(data.train, random_crop=False, hflip=False, shuffle=False,
-                               num_epochs=1, worker_count=0, drop_remainder=False,
-                               batch_size=min(256, len(source)))
+    pcfg = one_pass(data.train, min(256, len(source)), drop_remainder=False)
     batches = list(make_image_pipeline(pcfg, source))
     images = np.concatenate([b["image"] for b in batches])
     labels = (np.concatenate([b["label"] for b in batches]) if "label" in batches[0]

@@ -49,7 +49,7 @@ def evaluate(run: Path, opts: Options) -> dict:
     from common.losses.ssim import ssim
     from common.train.render import image_grid
     from worldmodel.image.recurrent_vae.training import load_recurrent_vae
-    from worldmodel.image.vae.data import split_sources
+    from worldmodel.image.vae.data import one_pass, split_sources
     from worldmodel.image.vae.loss import DATA_RANGE, SSIM_WINDOW, psnr
 
     model, cfg = load_recurrent_vae(run)
@@ -57,9 +57,7 @@ def evaluate(run: Path, opts: Options) -> dict:
     count = opts.count or cfg.data.eval_count
     train_src, held_src = split_sources(dataclasses.replace(cfg.data, eval_count=count))
     source = held_src if opts.split == "held-out" else train_src
-    pcfg = dataclasses.replace(cfg.data.train, random_crop=False, hflip=False, shuffle=False,
-                               num_epochs=1, worker_count=0, drop_remainder=False,
-                               batch_size=min(opts.batch_size, count))
+    pcfg = one_pass(cfg.data.train, min(opts.batch_size, count), drop_remainder=False)
     k_max = opts.max_steps or 2 * cfg.model.steps
     base = cfg.model.exit_threshold
     thresholds = opts.thresholds or (10 * base, base, base / 10)

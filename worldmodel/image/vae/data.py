@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from common.data.image_config import ImagePipelineConfig
 from common.data.images import SceneSource, make_image_pipeline, make_source
 from common.data.records import DataError
 from worldmodel.image.vae.config import ImageVaeConfig, ImageVaeData
@@ -58,14 +59,23 @@ def make_data(cfg: ImageVaeConfig) -> tuple[Iterator[dict], Callable[[], Iterato
     return make_image_data(cfg.data)
 
 
+def one_pass(train: ImagePipelineConfig, batch_size: int, *,
+             drop_remainder: bool | None = None) -> ImagePipelineConfig:
+    """``train``'s pipeline as evaluation reads it: every image once, in order, centred
+    and unflipped (no augmentation), in this process, ``batch_size`` per batch;
+    ``drop_remainder`` None keeps ``train``'s."""
+    keep = train.drop_remainder if drop_remainder is None else drop_remainder
+    return dataclasses.replace(train, random_crop=False, hflip=False, shuffle=False,
+                               num_epochs=1, worker_count=0, drop_remainder=keep,
+                               batch_size=batch_size)
+
+
 def make_image_data(data: ImageVaeData
                     ) -> tuple[Iterator[dict], Callable[[], Iterator[dict]]]:
     """``(train iterator, eval iterator factory)``: augmented training batches (resumable),
     and one pass of centred, unflipped crops of the held-out images."""
     train_src, eval_src = split_sources(data)
     train = data.train
-    eval_cfg = dataclasses.replace(
-        train, random_crop=False, hflip=False, shuffle=False, num_epochs=1, worker_count=0,
-        batch_size=min(train.batch_size, data.eval_count))
+    eval_cfg = one_pass(train, min(train.batch_size, data.eval_count))
     return (make_image_pipeline(train, train_src),
             lambda: make_image_pipeline(eval_cfg, eval_src))

@@ -50,7 +50,7 @@ def evaluate(run: Path, opts: Options) -> dict:
     from common.data.images import make_image_pipeline
     from common.losses.ssim import ms_ssim, ssim
     from common.train.render import image_grid
-    from worldmodel.image.vae.data import split_sources
+    from worldmodel.image.vae.data import one_pass, split_sources
     from worldmodel.image.vae.loss import DATA_RANGE, SSIM_WINDOW, psnr
     from worldmodel.image.vae.training import load_vae
 
@@ -60,9 +60,7 @@ def evaluate(run: Path, opts: Options) -> dict:
     data = dataclasses.replace(cfg.data, eval_count=count)
     train_src, held_src = split_sources(data)
     source = held_src if opts.split == "held-out" else train_src
-    pcfg = dataclasses.replace(cfg.data.train, random_crop=False, hflip=False, shuffle=False,
-                               num_epochs=1, worker_count=0, drop_remainder=False,
-                               batch_size=min(opts.batch_size, count))
+    pcfg = one_pass(cfg.data.train, min(opts.batch_size, count), drop_remainder=False)
     size = pcfg.size
     graphdef, state = nnx.split(model)
 
