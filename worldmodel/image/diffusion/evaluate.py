@@ -87,14 +87,14 @@ def evaluate(run: Path, opts: Options) -> dict:
     per_class = opts.per_class or cfg.per_class
     sampling = dataclasses.replace(cfg.sampling, steps=opts.steps or cfg.sampling.steps,
                                    sampler=opts.sampler or cfg.sampling.sampler)
-    train_images, train_labels = split_arrays(cfg.data, "train")
+    splits = {name: split_arrays(cfg.data, name) for name in ("train", "held-out")}
+    train_images, train_labels = splits["train"]
     scorer = DigitsScorer(train_images, train_labels)
     train_grid = np.asarray(to_grid(train_images), np.float64)
     other = "held-out" if opts.split == "train" else "train"
-    other_images, other_labels = split_arrays(cfg.data, other)
+    other_images, other_labels = splits[other]
     reference = (scorer.reference if opts.split == "train" else
-                 gaussian_stats(classify(scorer.classifier,
-                                         split_arrays(cfg.data, opts.split)[0])[0]))
+                 gaussian_stats(classify(scorer.classifier, splits[opts.split][0])[0]))
 
     def score(images, labels) -> dict:
         feats, pred = classify(scorer.classifier, images)

@@ -49,8 +49,7 @@ class ImageDiffusionTrainee(nnx.Module):
         the posterior (``key`` given) or its mean; no gradient to the VAE."""
         mean, logvar = self.vae.encode(image)
         z = mean
-        if key is not None:
-            logvar = jnp.clip(logvar, self.cfg.vae.logvar_min, self.cfg.vae.logvar_max)
+        if key is not None:  # logvar comes clamped from ImageVae.encode
             z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
         z = (z - self.latent_mean[...]) / self.latent_std[...]
         return jax.lax.stop_gradient(z)
